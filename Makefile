@@ -1,0 +1,66 @@
+# Builds the C side of connectedk8s: the core library, the daemons, one
+# test binary per core module (under ASan/UBSan) and the libFuzzer
+# targets. The Python extension module is built by setup.py from the same
+# sources.
+#
+#   make            daemons (build/bin/arc-hub ...)
+#   make check      C unit tests under sanitizers
+#   make fuzz       fuzz targets (clang)
+#   make format     clang-format the C sources
+
+CC      ?= cc
+CLANG   ?= clang
+BUILD   ?= build
+PKGS     = libuv libcjson openssl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+
+WARN     = -Wall -Wextra -Werror -Wno-format-truncation -Wshadow -Wstrict-prototypes
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Icsrc/core $(PKG_CFLAGS)
+SAN      = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+CORE_SRC = $(sort $(wildcard csrc/core/*.c))
+CORE_HDR = $(wildcard csrc/core/*.h)
+HUB_SRC  = $(sort $(wildcard csrc/hub/*.c))
+HUB_HDR  = $(wildcard csrc/hub/*.h)
+TESTS    = $(patsubst csrc/tests/test_%.c,$(BUILD)/tests/test_%,$(wildcard csrc/tests/test_*.c))
+FUZZERS  = $(patsubst csrc/fuzz/fuzz_%.c,$(BUILD)/fuzz/fuzz_%,$(wildcard csrc/fuzz/fuzz_*.c))
+
+.PHONY: all daemons check tests fuzz clean format
+all: daemons
+daemons: $(BUILD)/bin/arc-hub
+
+$(BUILD)/lib/libck.a: $(CORE_SRC) $(CORE_HDR)
+	@mkdir -p $(BUILD)/lib $(BUILD)/obj
+	@rm -f $@
+	@for f in $(CORE_SRC); do \
+	  $(CC) $(ALL_CFLAGS) -c $$f -o $(BUILD)/obj/$$(basename $$f .c).o || exit 1; done
+	ar rcs $@ $(patsubst csrc/core/%.c,$(BUILD)/obj/%.o,$(CORE_SRC))
+
+$(BUILD)/bin/arc-hub: $(HUB_SRC) $(HUB_HDR) $(BUILD)/lib/libck.a
+	@mkdir -p $(BUILD)/bin
+	$(CC) $(ALL_CFLAGS) -Icsrc/hub $(HUB_SRC) $(BUILD)/lib/libck.a $(PKG_LIBS) -o $@
+
+# Test binaries compile the core sources themselves so that the whole
+# module under test carries the sanitizers.
+$(BUILD)/tests/test_%: csrc/tests/test_%.c csrc/tests/check.h $(CORE_SRC) $(CORE_HDR)
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(ALL_CFLAGS) $(SAN) -O1 $< $(CORE_SRC) $(PKG_LIBS) -o $@
+
+tests: $(TESTS)
+check: tests
+	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done
+
+$(BUILD)/fuzz/fuzz_%: csrc/fuzz/fuzz_%.c $(CORE_SRC) $(CORE_HDR)
+	@mkdir -p $(BUILD)/fuzz
+	$(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -Icsrc/core $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
+	  $< $(CORE_SRC) $(PKG_LIBS) -o $@
+
+fuzz: $(FUZZERS)
+
+format:
+	clang-format -i csrc/*/*.c csrc/*/*.h
+
+clean:
+	rm -rf $(BUILD)

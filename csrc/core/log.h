@@ -1,0 +1,19 @@
+/* log: one JSON object per line on stderr, for daemons and the proxy.
+ *
+ * Call sites pass key/value string pairs ending with NULL; values are
+ * escaped here, so a hostile header value cannot forge a log line. Tokens
+ * must never be passed in: there is deliberately no way to log a request
+ * line or a header block wholesale. */
+#ifndef CK_LOG_H
+#define CK_LOG_H
+
+enum { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
+
+void log_set_level(int level);
+int log_get_level(void);
+/* Redirects output (NULL: stderr). Not thread-safe; set at start-up. */
+void log_set_fd(int fd);
+/* log_kv(LOG_INFO, "listen", "hc", name, "remote", addr, NULL) */
+void log_kv(int level, const char *event, ...);
+
+#endif

@@ -1,0 +1,353 @@
+/* tls: OpenSSL sessions over memory BIOs. See tls.h. */
+#include "tls.h"
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct tls_ctx {
+    SSL_CTX *ctx;
+    unsigned char alpn[64];
+    size_t alpn_len;
+    int is_server;
+};
+
+struct tls_sess {
+    SSL *ssl;
+    BIO *rbio, *wbio; /* network -> OpenSSL, OpenSSL -> network */
+    char err[TLS_ERRLEN];
+};
+
+static void set_err(char *err, const char *what)
+{
+    unsigned long e = ERR_get_error();
+    char detail[160] = "";
+    if (e)
+        ERR_error_string_n(e, detail, sizeof detail);
+    ERR_clear_error();
+    snprintf(err, TLS_ERRLEN, "%s%s%s", what, e ? ": " : "", detail);
+}
+
+static SSL_CTX *base_ctx(int server)
+{
+    SSL_CTX *c = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+    if (!c)
+        return NULL;
+    SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+    SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    return c;
+}
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    tls_ctx *c = arg;
+    unsigned char *sel = NULL;
+    if (SSL_select_next_proto(&sel, outlen, c->alpn, (unsigned)c->alpn_len, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static tls_ctx *wrap(SSL_CTX *c, int server)
+{
+    tls_ctx *t = calloc(1, sizeof *t);
+    if (!t) {
+        SSL_CTX_free(c);
+        return NULL;
+    }
+    t->ctx = c;
+    t->is_server = server;
+    return t;
+}
+
+tls_ctx *tls_server_ctx(const char *cert_file, const char *key_file, const char *client_ca_file,
+                        char err[TLS_ERRLEN])
+{
+    SSL_CTX *c = base_ctx(1);
+    if (!c) {
+        set_err(err, "cannot create TLS context");
+        return NULL;
+    }
+    if (SSL_CTX_use_certificate_chain_file(c, cert_file) != 1) {
+        set_err(err, "cannot load the server certificate");
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(c, key_file, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(c) != 1) {
+        set_err(err, "cannot load the server key (or it does not match the certificate)");
+        goto fail;
+    }
+    if (client_ca_file) {
+        if (SSL_CTX_load_verify_locations(c, client_ca_file, NULL) != 1) {
+            set_err(err, "cannot load the client CA file");
+            goto fail;
+        }
+        SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    }
+    return wrap(c, 1);
+fail:
+    SSL_CTX_free(c);
+    return NULL;
+}
+
+/* Loads the first PEM object of `pem` as certificate or key. */
+static X509 *pem_cert(const char *pem)
+{
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    return x;
+}
+
+tls_ctx *tls_server_ctx_mem(const char *cert_pem, const char *key_pem, const char *client_ca_pem,
+                            char err[TLS_ERRLEN])
+{
+    SSL_CTX *c = base_ctx(1);
+    X509 *crt = NULL, *ca = NULL;
+    EVP_PKEY *key = NULL;
+    if (!c) {
+        set_err(err, "cannot create TLS context");
+        return NULL;
+    }
+    BIO *kb = BIO_new_mem_buf(key_pem, -1);
+    key = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+    BIO_free(kb);
+    crt = pem_cert(cert_pem);
+    if (!crt || !key || SSL_CTX_use_certificate(c, crt) != 1 || SSL_CTX_use_PrivateKey(c, key) != 1 ||
+        SSL_CTX_check_private_key(c) != 1) {
+        set_err(err, "cannot use the server certificate and key");
+        goto fail;
+    }
+    if (client_ca_pem) {
+        ca = pem_cert(client_ca_pem);
+        if (!ca || X509_STORE_add_cert(SSL_CTX_get_cert_store(c), ca) != 1) {
+            set_err(err, "cannot use the client CA");
+            goto fail;
+        }
+        SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    }
+    X509_free(crt);
+    X509_free(ca);
+    EVP_PKEY_free(key);
+    return wrap(c, 1);
+fail:
+    X509_free(crt);
+    X509_free(ca);
+    EVP_PKEY_free(key);
+    SSL_CTX_free(c);
+    return NULL;
+}
+
+tls_ctx *tls_client_ctx(const char *ca_file, const char *cert_file, const char *key_file,
+                        char err[TLS_ERRLEN])
+{
+    SSL_CTX *c = base_ctx(0);
+    if (!c) {
+        set_err(err, "cannot create TLS context");
+        return NULL;
+    }
+    int ok = ca_file ? SSL_CTX_load_verify_locations(c, ca_file, NULL) : SSL_CTX_set_default_verify_paths(c);
+    if (ok != 1) {
+        set_err(err, ca_file ? "cannot load the CA file" : "cannot load the system CA store");
+        goto fail;
+    }
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+    if (cert_file && key_file &&
+        (SSL_CTX_use_certificate_chain_file(c, cert_file) != 1 ||
+         SSL_CTX_use_PrivateKey_file(c, key_file, SSL_FILETYPE_PEM) != 1)) {
+        set_err(err, "cannot load the client certificate or key");
+        goto fail;
+    }
+    return wrap(c, 0);
+fail:
+    SSL_CTX_free(c);
+    return NULL;
+}
+
+int tls_ctx_set_alpn(tls_ctx *t, const char *protos)
+{
+    /* "a,b" -> wire format: length-prefixed names. */
+    size_t o = 0;
+    const char *p = protos;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == 0 || n > 255 || o + 1 + n > sizeof t->alpn)
+            return -1;
+        t->alpn[o++] = (unsigned char)n;
+        memcpy(t->alpn + o, p, n);
+        o += n;
+        p += n + (e ? 1 : 0);
+    }
+    t->alpn_len = o;
+    if (t->is_server)
+        SSL_CTX_set_alpn_select_cb(t->ctx, alpn_select, t);
+    else if (SSL_CTX_set_alpn_protos(t->ctx, t->alpn, (unsigned)o) != 0)
+        return -1;
+    return 0;
+}
+
+void tls_ctx_free(tls_ctx *t)
+{
+    if (!t)
+        return;
+    SSL_CTX_free(t->ctx);
+    free(t);
+}
+
+static int is_ip_literal(const char *h)
+{
+    ASN1_OCTET_STRING *ip = a2i_IPADDRESS(h);
+    if (!ip)
+        return 0;
+    ASN1_OCTET_STRING_free(ip);
+    return 1;
+}
+
+tls_sess *tls_sess_new(tls_ctx *c, int is_server, const char *host)
+{
+    tls_sess *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->ssl = SSL_new(c->ctx);
+    s->rbio = BIO_new(BIO_s_mem());
+    s->wbio = BIO_new(BIO_s_mem());
+    if (!s->ssl || !s->rbio || !s->wbio)
+        goto fail;
+    /* A drained memory BIO reports "retry" rather than EOF. */
+    BIO_set_mem_eof_return(s->rbio, -1);
+    BIO_set_mem_eof_return(s->wbio, -1);
+    SSL_set_bio(s->ssl, s->rbio, s->wbio);
+    if (is_server) {
+        SSL_set_accept_state(s->ssl);
+    } else {
+        SSL_set_connect_state(s->ssl);
+        if (host && *host) {
+            if (is_ip_literal(host)) {
+                if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl), host) != 1)
+                    goto fail_ssl;
+            } else {
+                SSL_set_tlsext_host_name(s->ssl, host);
+                if (SSL_set1_host(s->ssl, host) != 1)
+                    goto fail_ssl;
+            }
+        }
+    }
+    return s;
+fail:
+    BIO_free(s->rbio);
+    BIO_free(s->wbio);
+fail_ssl:
+    SSL_free(s->ssl);
+    free(s);
+    return NULL;
+}
+
+void tls_sess_free(tls_sess *s)
+{
+    if (!s)
+        return;
+    SSL_free(s->ssl); /* frees both BIOs */
+    free(s);
+}
+
+int tls_sess_feed(tls_sess *s, const void *p, size_t n)
+{
+    return BIO_write(s->rbio, p, (int)n) == (int)n ? 0 : TLS_ERR;
+}
+
+static int fail_with(tls_sess *s, int r, const char *what)
+{
+    int e = SSL_get_error(s->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return TLS_AGAIN;
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return TLS_CLOSED;
+    long v = SSL_get_verify_result(s->ssl);
+    if (v != X509_V_OK) {
+        snprintf(s->err, sizeof s->err, "%s: certificate verification failed: %s", what,
+                 X509_verify_cert_error_string(v));
+        ERR_clear_error();
+    } else {
+        set_err(s->err, what);
+    }
+    return TLS_ERR;
+}
+
+int tls_sess_handshake(tls_sess *s)
+{
+    if (SSL_is_init_finished(s->ssl))
+        return TLS_DONE;
+    int r = SSL_do_handshake(s->ssl);
+    if (r == 1)
+        return TLS_DONE;
+    int rc = fail_with(s, r, "TLS handshake failed");
+    return rc == TLS_CLOSED ? TLS_ERR : rc;
+}
+
+long tls_sess_read(tls_sess *s, void *p, size_t n)
+{
+    int r = SSL_read(s->ssl, p, (int)(n > 1 << 30 ? 1 << 30 : n));
+    if (r > 0)
+        return r;
+    return fail_with(s, r, "TLS read failed");
+}
+
+long tls_sess_write(tls_sess *s, const void *p, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        int r = SSL_write(s->ssl, (const char *)p + done, (int)(n - done > 1 << 30 ? 1 << 30 : n - done));
+        if (r <= 0) {
+            fail_with(s, r, "TLS write failed");
+            return TLS_ERR;
+        }
+        done += (size_t)r;
+    }
+    return (long)n;
+}
+
+void tls_sess_shutdown(tls_sess *s)
+{
+    if (SSL_is_init_finished(s->ssl))
+        SSL_shutdown(s->ssl);
+    ERR_clear_error();
+}
+
+size_t tls_sess_pending_out(tls_sess *s)
+{
+    return BIO_ctrl_pending(s->wbio);
+}
+
+size_t tls_sess_take(tls_sess *s, void *p, size_t n)
+{
+    int r = BIO_read(s->wbio, p, (int)n);
+    return r > 0 ? (size_t)r : 0;
+}
+
+int tls_sess_has_input(tls_sess *s)
+{
+    return SSL_pending(s->ssl) > 0 || BIO_ctrl_pending(s->rbio) > 0;
+}
+
+const char *tls_sess_alpn(tls_sess *s, size_t *len)
+{
+    const unsigned char *p = NULL;
+    unsigned int l = 0;
+    SSL_get0_alpn_selected(s->ssl, &p, &l);
+    *len = l;
+    return l ? (const char *)p : NULL;
+}
+
+const char *tls_sess_error(tls_sess *s)
+{
+    return s->err[0] ? s->err : "TLS error";
+}
