@@ -101,4 +101,7 @@ void http_chunked_init(http_chunked *c);
 long http_chunked_step(http_chunked *c, const char *buf, size_t len, const char **data,
                        size_t *data_len);
 
+/* The standard reason phrase for a status ("Not Found"), or "Unknown". */
+const char *http_reason(int status);
+
 #endif

@@ -1,0 +1,242 @@
+/* hub: arc-hub's front door. See hub.h. */
+#include "hub.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+typedef struct front front;
+struct front {
+    hub_t *h;
+    conn_t *c;
+    size_t last_len;
+    uint64_t started;
+    front *prev, *next;
+};
+
+struct hub {
+    uv_loop_t *loop;
+    uv_tcp_t srv;
+    uv_timer_t tick;
+    tls_ctx *tls;
+    relay_t *relay;
+    hub_opts o;
+    front *fronts;
+    int closing;
+    int open_handles;
+};
+
+uint64_t hub_now_ms(void)
+{
+    return uv_hrtime() / 1000000;
+}
+
+void hub_reply(conn_t *c, int status, const char *reason, const char *ctype, const char *body)
+{
+    char phrase[160], head[512];
+    const char *src = reason ? reason : http_reason(status);
+    size_t o = 0;
+    for (; *src && o + 1 < sizeof phrase; src++)
+        phrase[o++] = (*src >= 0x20 && *src < 0x7f) ? *src : ' ';
+    phrase[o] = '\0';
+    size_t blen = body ? strlen(body) : 0;
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n"
+                     "Cache-Control: no-store\r\n\r\n",
+                     status, phrase, ctype ? ctype : "text/plain", blen);
+    conn_write2(c, head, (size_t)n, body, blen);
+    conn_close(c, 1);
+}
+
+static void front_unlink(front *f)
+{
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        f->h->fronts = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+}
+
+static const conn_cbs front_cbs;
+
+static size_t ignore_data(conn_t *c, uint8_t *d, size_t n)
+{
+    (void)c, (void)d;
+    return n;
+}
+static const conn_cbs answered_cbs = {.on_data = ignore_data};
+
+/* Hands the connection to its final owner (or answers it) and retires the
+ * front record. */
+static void front_done(front *f)
+{
+    front_unlink(f);
+    free(f);
+}
+
+static void serve_local(hub_t *h, conn_t *c, const http_request *req, url_slice path)
+{
+    if (!http_eq(req->method, req->method_len, "GET")) {
+        hub_reply(c, 405, NULL, "text/plain", "method not allowed\n");
+        return;
+    }
+    if (path.n == 8 && memcmp(path.p, "/healthz", 8) == 0) {
+        hub_reply(c, 200, NULL, "text/plain", "ok\n");
+        return;
+    }
+    static char metrics[32768];
+    size_t n = relay_metrics(h->relay, metrics, sizeof metrics - 1);
+    metrics[n] = '\0';
+    hub_reply(c, 200, NULL, "text/plain; version=0.0.4", metrics);
+}
+
+static size_t front_on_data(conn_t *c, uint8_t *data, size_t len)
+{
+    front *f = conn_data(c);
+    hub_t *h = f->h;
+    http_request req;
+    int rc = http_parse_request((const char *)data, len, f->last_len, NULL, &req);
+    if (rc == HTTP_INCOMPLETE) {
+        f->last_len = len;
+        return 0;
+    }
+    front_done(f);
+    conn_set_data(c, NULL);
+    conn_set_cbs(c, &answered_cbs);
+    if (rc == HTTP_BAD) {
+        hub_reply(c, 400, NULL, "text/plain", "malformed HTTP request\n");
+        return len;
+    }
+    if (rc == HTTP_TOO_LARGE) {
+        hub_reply(c, 431, NULL, "text/plain", "request head too large\n");
+        return len;
+    }
+    url_slice path, query;
+    url_split_target(req.target, req.target_len, &path, &query);
+    if (path.n > 5 && (memcmp(path.p, "/$hc/", 5) == 0)) {
+        url_slice rest = {path.p + 5, path.n - 5};
+        relay_handle(h->relay, c, &req, rest, query);
+    } else if (path.n > 7 && memcmp(path.p, "/%24hc/", 7) == 0) {
+        url_slice rest = {path.p + 7, path.n - 7};
+        relay_handle(h->relay, c, &req, rest, query);
+    } else if ((path.n == 8 && memcmp(path.p, "/healthz", 8) == 0) ||
+               (path.n == 8 && memcmp(path.p, "/metrics", 8) == 0)) {
+        serve_local(h, c, &req, path);
+    } else {
+        hub_reply(c, 404, NULL, "application/json",
+                  "{\"error\":{\"code\":\"NotFound\",\"message\":\"No route for this path.\"}}");
+    }
+    return (size_t)rc;
+}
+
+static void front_on_close(conn_t *c, int err)
+{
+    (void)err;
+    front *f = conn_data(c);
+    if (f)
+        front_done(f);
+}
+
+static const conn_cbs front_cbs = {
+    .on_data = front_on_data,
+    .on_close = front_on_close,
+};
+
+static void on_connection(uv_stream_t *srv, int status)
+{
+    hub_t *h = srv->data;
+    if (status < 0 || h->closing)
+        return;
+    front *f = calloc(1, sizeof *f);
+    if (!f)
+        return;
+    f->h = h;
+    f->started = hub_now_ms();
+    conn_t *c = conn_accept(srv, h->tls, &front_cbs, f, &h->o.conn);
+    if (!c) {
+        free(f);
+        return;
+    }
+    f->c = c;
+    f->next = h->fronts;
+    if (h->fronts)
+        h->fronts->prev = f;
+    h->fronts = f;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    hub_t *h = t->data;
+    uint64_t now = hub_now_ms();
+    front *next;
+    for (front *f = h->fronts; f; f = next) {
+        next = f->next;
+        if (now - f->started < h->o.head_timeout_ms)
+            continue;
+        /* Slow or silent clients must not hold a slot forever. */
+        conn_t *c = f->c;
+        front_done(f);
+        conn_set_data(c, NULL);
+        conn_set_cbs(c, &answered_cbs);
+        if (conn_is_open(c))
+            hub_reply(c, 408, NULL, "text/plain", "request head not received in time\n");
+        else
+            conn_close(c, 0);
+    }
+    relay_tick(h->relay, now);
+}
+
+hub_t *hub_new(uv_loop_t *loop, tls_ctx *tls, relay_t *relay, const hub_opts *o, char err[128])
+{
+    hub_t *h = calloc(1, sizeof *h);
+    if (!h) {
+        snprintf(err, 128, "out of memory");
+        return NULL;
+    }
+    h->loop = loop;
+    h->tls = tls;
+    h->relay = relay;
+    h->o = *o;
+    if (conn_listen(loop, &h->srv, o->host, o->port, on_connection, err) != 0) {
+        uv_close((uv_handle_t *)&h->srv, NULL);
+        uv_run(loop, UV_RUN_NOWAIT);
+        free(h);
+        return NULL;
+    }
+    h->srv.data = h;
+    uv_timer_init(loop, &h->tick);
+    h->tick.data = h;
+    uv_timer_start(&h->tick, on_tick, 1000, 1000);
+    return h;
+}
+
+int hub_port(hub_t *h)
+{
+    return conn_bound_port(&h->srv);
+}
+
+void hub_shutdown(hub_t *h)
+{
+    if (h->closing)
+        return;
+    h->closing = 1;
+    uv_close((uv_handle_t *)&h->srv, NULL);
+    uv_close((uv_handle_t *)&h->tick, NULL);
+    while (h->fronts) {
+        front *f = h->fronts;
+        conn_t *c = f->c;
+        front_done(f);
+        conn_set_data(c, NULL);
+        conn_set_cbs(c, &answered_cbs);
+        conn_close(c, 0);
+    }
+    relay_shutdown(h->relay);
+}
+
+void hub_free(hub_t *h)
+{
+    free(h);
+}

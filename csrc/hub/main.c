@@ -1,0 +1,293 @@
+/* arc-hub: the self-hosted Azure Arc stand-in. This file parses the
+ * command line, prepares TLS (or development certificates) and runs the
+ * loop; the relay lives in relay.c, the front door in hub.c. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cert.h"
+#include "hub.h"
+#include "hubcfg.h"
+#include "log.h"
+#include "relay.h"
+
+#define ARC_HUB_VERSION "0.1.0"
+
+static const char usage[] =
+    "Usage: arc-hub [options]\n"
+    "\n"
+    "Runs the connectedk8s hub: an Azure Relay Hybrid Connections compatible relay\n"
+    "(wss://HOST/$hc/NAME) plus /healthz and /metrics, on one TLS port.\n"
+    "\n"
+    "Options:\n"
+    "  --listen ADDR:PORT        address to listen on (default 127.0.0.1:8443; port 0 picks one)\n"
+    "  --cert FILE --key FILE    TLS certificate chain and key (PEM)\n"
+    "  --dev DIR                 development mode: create (once) a CA, a server certificate for\n"
+    "                            localhost/127.0.0.1/::1 and a config with a random root key in DIR\n"
+    "  --config FILE             relay rules and hybrid connections (JSON; see README)\n"
+    "  --ping-interval SECONDS   ping idle listener control channels (default 30)\n"
+    "  --rendezvous-timeout SEC  how long an accept address lives (default 10, max 30)\n"
+    "  --stall-timeout SECONDS   close a relayed peer that stops reading (default 60)\n"
+    "  --max-listeners N         listeners per hybrid connection (default 25)\n"
+    "  --port-file FILE          write the bound port here once listening\n"
+    "  --log-level LEVEL         debug, info, warn or error (default info)\n"
+    "  --version, --help\n"
+    "\n"
+    "It prints \"arc-hub: listening on https://ADDR:PORT\" once it accepts connections.\n";
+
+static uv_signal_t sigint_h, sigterm_h;
+static hub_t *g_hub;
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    log_kv(LOG_INFO, "hub.stop", "signal", signum == SIGINT ? "SIGINT" : "SIGTERM", NULL);
+    hub_shutdown(g_hub);
+    uv_close((uv_handle_t *)&sigint_h, NULL);
+    uv_close((uv_handle_t *)&sigterm_h, NULL);
+    (void)s;
+}
+
+static int parse_uint(const char *s, unsigned max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || end == s || v > max)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int split_addr(const char *a, char *host, size_t cap, int *port)
+{
+    const char *colon = strrchr(a, ':');
+    if (!colon)
+        return -1;
+    size_t hl = (size_t)(colon - a);
+    if (hl >= 2 && a[0] == '[' && a[hl - 1] == ']') {
+        a++;
+        hl -= 2;
+    }
+    if (hl == 0 || hl >= cap)
+        return -1;
+    memcpy(host, a, hl);
+    host[hl] = '\0';
+    unsigned p;
+    if (parse_uint(colon + 1, 65535, &p) < 0)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+/* Creates DIR/{ca.pem,ca.key,server.pem,server.key,config.json} where
+ * missing, so a restart keeps the same CA and keys. */
+static int prepare_dev(const char *dir, char *cert, char *key, char *cfg, size_t cap)
+{
+    char err[256], ca_pem[4096], ca_key[4096];
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "arc-hub: cannot create %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    snprintf(ca_pem, sizeof ca_pem, "%s/ca.pem", dir);
+    snprintf(ca_key, sizeof ca_key, "%s/ca.key", dir);
+    snprintf(cert, cap, "%s/server.pem", dir);
+    snprintf(key, cap, "%s/server.key", dir);
+    snprintf(cfg, cap, "%s/config.json", dir);
+    if (access(ca_pem, R_OK) != 0 || access(cert, R_OK) != 0 || access(key, R_OK) != 0) {
+        EVP_PKEY *cak = NULL, *sk = NULL;
+        X509 *ca = NULL, *sc = NULL;
+        int rc = cert_make_ca("connectedk8s dev CA", 3650, &cak, &ca, err) ||
+                 cert_make_leaf(cak, ca, "localhost", "DNS:localhost,IP:127.0.0.1,IP:::1", 1, 825, &sk, &sc, err) ||
+                 cert_write_pem(ca_pem, ca, NULL, err) || cert_write_pem(ca_key, NULL, cak, err) ||
+                 cert_write_pem(cert, sc, NULL, err) || cert_write_pem(key, NULL, sk, err);
+        EVP_PKEY_free(cak);
+        EVP_PKEY_free(sk);
+        X509_free(ca);
+        X509_free(sc);
+        if (rc) {
+            fprintf(stderr, "arc-hub: %s\n", err);
+            return -1;
+        }
+        chmod(ca_pem, 0644);
+        chmod(cert, 0644);
+    }
+    if (access(cfg, R_OK) != 0) {
+        static const char *const names[] = {"demo", NULL};
+        if (hubcfg_write_dev(cfg, names, err) < 0) {
+            fprintf(stderr, "arc-hub: %s\n", err);
+            return -1;
+        }
+    }
+    printf("arc-hub: development mode; trust %s (e.g. NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE); "
+           "relay keys in %s\n",
+           ca_pem, cfg);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    char host[256] = "127.0.0.1";
+    int port = 8443;
+    const char *cert = NULL, *key = NULL, *cfg_path = NULL, *dev = NULL, *port_file = NULL;
+    char dev_cert[4096], dev_key[4096], dev_cfg[4096];
+    relay_opts ro = relay_default_opts;
+    unsigned v;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_VAL()                                                                                         \
+    do {                                                                                                   \
+        if (!val) {                                                                                        \
+            fprintf(stderr, "arc-hub: %s needs a value (see --help)\n", a);                                \
+            return 2;                                                                                      \
+        }                                                                                                  \
+        i++;                                                                                               \
+    } while (0)
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (!strcmp(a, "--version")) {
+            puts("arc-hub " ARC_HUB_VERSION);
+            return 0;
+        } else if (!strcmp(a, "--listen")) {
+            NEED_VAL();
+            if (split_addr(val, host, sizeof host, &port) < 0) {
+                fprintf(stderr, "arc-hub: --listen wants ADDR:PORT, e.g. 0.0.0.0:443 or [::]:443\n");
+                return 2;
+            }
+        } else if (!strcmp(a, "--cert")) {
+            NEED_VAL();
+            cert = val;
+        } else if (!strcmp(a, "--key")) {
+            NEED_VAL();
+            key = val;
+        } else if (!strcmp(a, "--config")) {
+            NEED_VAL();
+            cfg_path = val;
+        } else if (!strcmp(a, "--dev")) {
+            NEED_VAL();
+            dev = val;
+        } else if (!strcmp(a, "--port-file")) {
+            NEED_VAL();
+            port_file = val;
+        } else if (!strcmp(a, "--ping-interval") || !strcmp(a, "--rendezvous-timeout") ||
+                   !strcmp(a, "--stall-timeout") || !strcmp(a, "--max-listeners")) {
+            NEED_VAL();
+            /* Fractions of a second are accepted for tests: "0.5". */
+            double d = strtod(val, NULL);
+            int is_rdv = !strcmp(a, "--rendezvous-timeout");
+            if (!strcmp(a, "--max-listeners")) {
+                if (parse_uint(val, 1000, &v) < 0 || v == 0) {
+                    fprintf(stderr, "arc-hub: --max-listeners wants 1..1000\n");
+                    return 2;
+                }
+                ro.max_listeners = (int)v;
+                continue;
+            }
+            if (d <= 0 || d > (is_rdv ? 30 : 86400)) {
+                fprintf(stderr, "arc-hub: %s wants a number of seconds%s\n", a, is_rdv ? " up to 30" : "");
+                return 2;
+            }
+            unsigned ms = (unsigned)(d * 1000);
+            if (!strcmp(a, "--ping-interval"))
+                ro.ping_interval_ms = ms;
+            else if (is_rdv)
+                ro.rendezvous_ms = ms;
+            else
+                ro.stall_ms = ms;
+        } else if (!strcmp(a, "--log-level")) {
+            NEED_VAL();
+            int lv = !strcmp(val, "debug") ? LOG_DEBUG : !strcmp(val, "info") ? LOG_INFO
+                                                     : !strcmp(val, "warn")   ? LOG_WARN
+                                                     : !strcmp(val, "error")  ? LOG_ERROR
+                                                                              : -1;
+            if (lv < 0) {
+                fprintf(stderr, "arc-hub: --log-level wants debug, info, warn or error\n");
+                return 2;
+            }
+            log_set_level(lv);
+        } else {
+            fprintf(stderr, "arc-hub: unknown option %s (see --help)\n", a);
+            return 2;
+        }
+#undef NEED_VAL
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (dev) {
+        if (prepare_dev(dev, dev_cert, dev_key, dev_cfg, sizeof dev_cert) < 0)
+            return 1;
+        if (!cert)
+            cert = dev_cert;
+        if (!key)
+            key = dev_key;
+        if (!cfg_path)
+            cfg_path = dev_cfg;
+    }
+    if (!cert || !key) {
+        fprintf(stderr, "arc-hub: give --cert and --key (PEM files), or --dev DIR for a development setup\n");
+        return 2;
+    }
+    char err[256];
+    hubcfg cfg = {0};
+    if (cfg_path && hubcfg_load(cfg_path, &cfg, err) < 0) {
+        fprintf(stderr, "arc-hub: %s\n", err);
+        return 1;
+    }
+    if (!cfg_path)
+        fprintf(stderr, "arc-hub: no --config: the relay has no keys and will refuse every client\n");
+    tls_ctx *tls = tls_server_ctx(cert, key, NULL, err);
+    if (!tls) {
+        fprintf(stderr, "arc-hub: %s\n", err);
+        return 1;
+    }
+    tls_ctx_set_alpn(tls, "http/1.1");
+
+    uv_loop_t *loop = uv_default_loop();
+    relay_t *relay = relay_new(loop, &ro);
+    if (!relay || relay_load_cfg(relay, &cfg) < 0) {
+        fprintf(stderr, "arc-hub: out of memory\n");
+        return 1;
+    }
+    hubcfg_free(&cfg);
+    hub_opts ho = {.host = host, .port = port, .head_timeout_ms = 10000, .conn = conn_default_opts};
+    char lerr[128];
+    g_hub = hub_new(loop, tls, relay, &ho, lerr);
+    if (!g_hub) {
+        fprintf(stderr, "arc-hub: %s\n", lerr);
+        return 1;
+    }
+    int bound = hub_port(g_hub);
+    if (port_file) {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
+        FILE *f = fopen(tmp, "w");
+        if (!f || fprintf(f, "%d\n", bound) < 0 || fclose(f) != 0 || rename(tmp, port_file) != 0) {
+            fprintf(stderr, "arc-hub: cannot write %s\n", port_file);
+            return 1;
+        }
+    }
+    uv_signal_init(loop, &sigint_h);
+    uv_signal_init(loop, &sigterm_h);
+    uv_signal_start(&sigint_h, on_signal, SIGINT);
+    uv_signal_start(&sigterm_h, on_signal, SIGTERM);
+    int v6 = strchr(host, ':') != NULL;
+    printf("arc-hub: listening on https://%s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", bound);
+    {
+        char ps[8];
+        snprintf(ps, sizeof ps, "%d", bound);
+        log_kv(LOG_INFO, "hub.start", "version", ARC_HUB_VERSION, "listen", host, "port", ps, NULL);
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    hub_free(g_hub);
+    relay_free(relay);
+    tls_ctx_free(tls);
+    uv_loop_close(loop);
+    return 0;
+}
