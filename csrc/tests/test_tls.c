@@ -1,0 +1,180 @@
+/* Unit tests for tls and cert: sessions talk through memory, no sockets. */
+#include <openssl/pem.h>
+
+#include "cert.h"
+#include "check.h"
+#include "tls.h"
+
+static int tests_run;
+
+static EVP_PKEY *ca_key, *srv_key, *cli_key;
+static X509 *ca, *srv, *cli;
+static char *ca_pem, *srv_pem, *srv_key_pem;
+static char dir[] = "/tmp/ck-tls-XXXXXX";
+static char ca_file[64], cli_file[64], cli_key_file[64];
+
+static void setup(void)
+{
+    char err[CERT_ERRLEN];
+    CHECK_EQ(cert_make_ca("test CA", 1, &ca_key, &ca, err), 0);
+    CHECK_EQ(cert_make_leaf(ca_key, ca, "localhost", "DNS:localhost,IP:127.0.0.1", 1, 1, &srv_key, &srv, err), 0);
+    CHECK_EQ(cert_make_leaf(ca_key, ca, "client", NULL, 0, 1, &cli_key, &cli, err), 0);
+    ca_pem = cert_pem(ca);
+    srv_pem = cert_pem(srv);
+    srv_key_pem = cert_key_pem(srv_key);
+    CHECK(ca_pem && srv_pem && srv_key_pem);
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(ca_file, sizeof ca_file, "%s/ca.pem", dir);
+    snprintf(cli_file, sizeof cli_file, "%s/cli.pem", dir);
+    snprintf(cli_key_file, sizeof cli_key_file, "%s/cli.key", dir);
+    CHECK_EQ(cert_write_pem(ca_file, ca, NULL, err), 0);
+    CHECK_EQ(cert_write_pem(cli_file, cli, NULL, err), 0);
+    CHECK_EQ(cert_write_pem(cli_key_file, NULL, cli_key, err), 0);
+}
+
+/* Moves ciphertext both ways until neither side has anything to send. */
+static void pump(tls_sess *a, tls_sess *b)
+{
+    uint8_t buf[65536];
+    for (int i = 0; i < 50; i++) {
+        size_t n1 = tls_sess_take(a, buf, sizeof buf);
+        if (n1)
+            CHECK_EQ(tls_sess_feed(b, buf, n1), 0);
+        tls_sess_handshake(b);
+        size_t n2 = tls_sess_take(b, buf, sizeof buf);
+        if (n2)
+            CHECK_EQ(tls_sess_feed(a, buf, n2), 0);
+        tls_sess_handshake(a);
+        if (!n1 && !n2 && !tls_sess_pending_out(a) && !tls_sess_pending_out(b))
+            return;
+    }
+}
+
+static void handshake_and_data(void)
+{
+    char err[TLS_ERRLEN];
+    tls_ctx *sc = tls_server_ctx_mem(srv_pem, srv_key_pem, NULL, err);
+    CHECK(sc != NULL);
+    CHECK_EQ(tls_ctx_set_alpn(sc, "http/1.1"), 0);
+    tls_ctx *cc = tls_client_ctx(ca_file, NULL, NULL, err);
+    CHECK(cc != NULL);
+    CHECK_EQ(tls_ctx_set_alpn(cc, "h2,http/1.1"), 0);
+    tls_sess *s = tls_sess_new(sc, 1, NULL), *c = tls_sess_new(cc, 0, "127.0.0.1");
+    CHECK_EQ(tls_sess_handshake(c), TLS_AGAIN);
+    pump(c, s);
+    CHECK_EQ(tls_sess_handshake(c), TLS_DONE);
+    CHECK_EQ(tls_sess_handshake(s), TLS_DONE);
+    size_t al;
+    const char *alpn = tls_sess_alpn(c, &al);
+    CHECK_MEM(alpn, al, "http/1.1");
+    CHECK_EQ(tls_sess_write(c, "hello", 5), 5);
+    pump(c, s);
+    char buf[16];
+    CHECK_EQ(tls_sess_read(s, buf, sizeof buf), 5);
+    CHECK(memcmp(buf, "hello", 5) == 0);
+    CHECK_EQ(tls_sess_read(s, buf, sizeof buf), TLS_AGAIN);
+    tls_sess_shutdown(c);
+    pump(c, s);
+    CHECK_EQ(tls_sess_read(s, buf, sizeof buf), TLS_CLOSED);
+    tls_sess_free(s);
+    tls_sess_free(c);
+    tls_ctx_free(sc);
+    tls_ctx_free(cc);
+}
+
+static void wrong_name_fails(void)
+{
+    char err[TLS_ERRLEN];
+    tls_ctx *sc = tls_server_ctx_mem(srv_pem, srv_key_pem, NULL, err);
+    tls_ctx *cc = tls_client_ctx(ca_file, NULL, NULL, err);
+    tls_sess *s = tls_sess_new(sc, 1, NULL), *c = tls_sess_new(cc, 0, "evil.example");
+    tls_sess_handshake(c);
+    pump(c, s);
+    CHECK_EQ(tls_sess_handshake(c), TLS_ERR);
+    CHECK(strstr(tls_sess_error(c), "verification failed") != NULL);
+    tls_sess_free(s);
+    tls_sess_free(c);
+    tls_ctx_free(sc);
+    tls_ctx_free(cc);
+}
+
+static void untrusted_ca_fails(void)
+{
+    char err[TLS_ERRLEN];
+    tls_ctx *sc = tls_server_ctx_mem(srv_pem, srv_key_pem, NULL, err);
+    tls_ctx *cc = tls_client_ctx(NULL, NULL, NULL, err); /* system store: our CA is not there */
+    CHECK(cc != NULL);
+    tls_sess *s = tls_sess_new(sc, 1, NULL), *c = tls_sess_new(cc, 0, "localhost");
+    tls_sess_handshake(c);
+    pump(c, s);
+    CHECK_EQ(tls_sess_handshake(c), TLS_ERR);
+    tls_sess_free(s);
+    tls_sess_free(c);
+    tls_ctx_free(sc);
+    tls_ctx_free(cc);
+}
+
+static void client_certificate_required(void)
+{
+    char err[TLS_ERRLEN];
+    tls_ctx *sc = tls_server_ctx_mem(srv_pem, srv_key_pem, ca_pem, err);
+    CHECK(sc != NULL);
+    /* Without a client certificate: refused. */
+    tls_ctx *anon = tls_client_ctx(ca_file, NULL, NULL, err);
+    tls_sess *s = tls_sess_new(sc, 1, NULL), *c = tls_sess_new(anon, 0, "localhost");
+    tls_sess_handshake(c);
+    pump(c, s);
+    char buf[8];
+    int server_failed = tls_sess_handshake(s) == TLS_ERR || tls_sess_read(s, buf, sizeof buf) == TLS_ERR;
+    CHECK(server_failed);
+    tls_sess_free(s);
+    tls_sess_free(c);
+    /* With one: accepted. */
+    tls_ctx *withcert = tls_client_ctx(ca_file, cli_file, cli_key_file, err);
+    CHECK(withcert != NULL);
+    s = tls_sess_new(sc, 1, NULL);
+    c = tls_sess_new(withcert, 0, "localhost");
+    tls_sess_handshake(c);
+    pump(c, s);
+    CHECK_EQ(tls_sess_write(c, "x", 1), 1);
+    pump(c, s);
+    CHECK_EQ(tls_sess_read(s, buf, sizeof buf), 1);
+    tls_sess_free(s);
+    tls_sess_free(c);
+    tls_ctx_free(sc);
+    tls_ctx_free(anon);
+    tls_ctx_free(withcert);
+}
+
+static void bad_files(void)
+{
+    char err[TLS_ERRLEN];
+    CHECK(tls_server_ctx("/nonexistent.pem", "/nonexistent.key", NULL, err) == NULL);
+    CHECK(strstr(err, "certificate") != NULL);
+    CHECK(tls_client_ctx("/nonexistent-ca.pem", NULL, NULL, err) == NULL);
+    CHECK(tls_server_ctx_mem("garbage", "garbage", NULL, err) == NULL);
+}
+
+int main(void)
+{
+    TEST(setup);
+    TEST(handshake_and_data);
+    TEST(wrong_name_fails);
+    TEST(untrusted_ca_fails);
+    TEST(client_certificate_required);
+    TEST(bad_files);
+    free(ca_pem);
+    free(srv_pem);
+    free(srv_key_pem);
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(srv_key);
+    EVP_PKEY_free(cli_key);
+    X509_free(ca);
+    X509_free(srv);
+    X509_free(cli);
+    unlink(ca_file);
+    unlink(cli_file);
+    unlink(cli_key_file);
+    rmdir(dir);
+    TEST_MAIN_END();
+}
