@@ -1,3 +1,4 @@
+SHELL := /bin/bash
 # Builds the C side of connectedk8s: the core library, the daemons, one
 # test binary per core module (under ASan/UBSan) and the libFuzzer
 # targets. The Python extension module is built by setup.py from the same
@@ -27,7 +28,7 @@ HUB_HDR  = $(wildcard csrc/hub/*.h)
 TESTS    = $(patsubst csrc/tests/test_%.c,$(BUILD)/tests/test_%,$(wildcard csrc/tests/test_*.c))
 FUZZERS  = $(patsubst csrc/fuzz/fuzz_%.c,$(BUILD)/fuzz/fuzz_%,$(wildcard csrc/fuzz/fuzz_*.c))
 
-.PHONY: all daemons check tests fuzz clean format
+.PHONY: all daemons check tests fuzz fuzz-run clean format
 all: daemons
 daemons: $(BUILD)/bin/arc-hub
 
@@ -52,10 +53,23 @@ tests: $(TESTS)
 check: tests
 	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done
 
-$(BUILD)/fuzz/fuzz_%: csrc/fuzz/fuzz_%.c $(CORE_SRC) $(CORE_HDR)
+# The hub's config parser is fuzzed too; it is the only hub file a target needs.
+$(BUILD)/fuzz/fuzz_%: csrc/fuzz/fuzz_%.c $(CORE_SRC) $(CORE_HDR) csrc/hub/hubcfg.c
 	@mkdir -p $(BUILD)/fuzz
-	$(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -Icsrc/core $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
-	  $< $(CORE_SRC) $(PKG_LIBS) -o $@
+	$(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -Icsrc/core -Icsrc/hub $(PKG_CFLAGS) \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  $< $(CORE_SRC) $(if $(findstring hubcfg,$@),csrc/hub/hubcfg.c) $(PKG_LIBS) -o $@
+
+# Runs every target for FUZZ_SECONDS each from the checked-in corpus.
+FUZZ_SECONDS ?= 20
+fuzz-run: fuzz
+	@set -e; for f in $(FUZZERS); do n=$$(basename $$f | sed 's/fuzz_//'); \
+	  mkdir -p $(BUILD)/corpus/$$n $(BUILD)/fuzz-artifacts; \
+	  dict=""; [ -f csrc/fuzz/$$n.dict ] && dict="-dict=csrc/fuzz/$$n.dict"; \
+	  echo "== $$f ($(FUZZ_SECONDS)s)"; \
+	  $$f $$dict -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz-artifacts/ \
+	    $(BUILD)/corpus/$$n csrc/fuzz/corpus/$$n 2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' ; \
+	  test $${PIPESTATUS[0]} -eq 0; done
 
 fuzz: $(FUZZERS)
 

@@ -62,7 +62,7 @@ uint8_t *buf_reserve(buf_t *b, size_t want, size_t *got)
         want = room;
     *got = 0;
     if (want == 0 || ensure_tail(b, want) < 0)
-        return b->data ? b->data + b->off + b->len : NULL;
+        return NULL;
     *got = want;
     return b->data + b->off + b->len;
 }

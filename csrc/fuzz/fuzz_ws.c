@@ -1,0 +1,59 @@
+/* libFuzzer target: the WebSocket frame decoder in both roles and the
+ * whole-message reader, over arbitrary bytes split at a fuzzed point. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ws.h"
+
+static int on_msg(void *ud, int op, const uint8_t *d, size_t n)
+{
+    (void)ud;
+    if (op == WS_OP_TEXT) {
+        ws_utf8 u = {0};
+        if (ws_utf8_feed(&u, d, n) != 0 || ws_utf8_done(&u) != 0)
+            abort(); /* text messages handed out must be valid UTF-8 */
+    }
+    return 0;
+}
+
+static void run_dec(int role, uint8_t *buf, size_t size, size_t split)
+{
+    ws_dec d;
+    ws_dec_init(&d, role, 1 << 20);
+    size_t off = 0;
+    uint64_t payload = 0;
+    while (off < size) {
+        size_t lim = off < split ? split : size;
+        ws_ev ev;
+        long n = ws_dec_step(&d, buf + off, lim - off, &ev);
+        if (n < 0)
+            return;
+        off += (size_t)n;
+        if (ev.type == WS_EV_DATA)
+            payload += ev.len;
+        if (ev.type == WS_EV_NONE && off < size && lim == size)
+            abort(); /* no progress although bytes remain */
+        if (payload > size)
+            abort();
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    size_t split = data[0] % (size);
+    uint8_t *buf = malloc(size);
+    memcpy(buf, data, size);
+    run_dec(WS_ROLE_SERVER, buf, size, split);
+    memcpy(buf, data, size);
+    run_dec(WS_ROLE_CLIENT, buf, size, split);
+    memcpy(buf, data, size);
+    ws_msg m;
+    ws_msg_init(&m, WS_ROLE_SERVER, 4096);
+    ws_msg_feed(&m, buf, size, on_msg, NULL);
+    ws_msg_free(&m);
+    free(buf);
+    return 0;
+}
