@@ -403,6 +403,14 @@ static void splice_maybe_free(pair *s)
     free(s);
 }
 
+/* Whether part of a data frame from `e` was already passed on: the other
+ * side is then inside that frame, and a close frame written now would land
+ * in its payload. Such a side can only be disconnected. */
+static int mid_frame(const splice_end *e)
+{
+    return e->dec.state != 0 && e->dec.f.opcode < 8 && e->hdr_len == 0 && e->dec.got < e->dec.f.len;
+}
+
 /* Ends the splice because of `from` (protocol error or departure): tells
  * both sides why, as far as they are still there. */
 static void splice_abort(splice_end *from, int code_from, int code_to, const char *why)
@@ -414,7 +422,7 @@ static void splice_abort(splice_end *from, int code_from, int code_to, const cha
         conn_close(from->c, 1);
     }
     if (to->c) {
-        if (code_to)
+        if (code_to && !mid_frame(from))
             send_close(to->c, code_to, "peer left");
         conn_close(to->c, 1);
     }
@@ -522,7 +530,7 @@ static void splice_on_close(conn_t *c, int err)
         log_kv(LOG_INFO, "stream.peer_error", "id", e->s->id, "side", e == &e->s->a ? "sender" : "listener",
                "error", conn_error(c, err), NULL);
     if (o->c) {
-        if (!e->got_close) /* left without a close frame: say so */
+        if (!e->got_close && !mid_frame(e)) /* left without a close frame: say so */
             send_close(o->c, WS_CLOSE_GOING_AWAY, "peer left");
         conn_close(o->c, 1);
     }
