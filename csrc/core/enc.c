@@ -83,6 +83,57 @@ long enc_b64_decode(const char *in, size_t n, uint8_t *out, size_t cap)
     return (long)o;
 }
 
+long enc_b64url_decode(const char *in, size_t n, uint8_t *out, size_t cap)
+{
+    while (n > 0 && in[n - 1] == '=')
+        n--;
+    if (n % 4 == 1)
+        return -1;
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)in[i];
+        int v;
+        if (c == '-')
+            v = 62;
+        else if (c == '_')
+            v = 63;
+        else if (c == '+' || c == '/')
+            return -1;
+        else if ((v = b64val(c)) < 0)
+            return -1;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o >= cap)
+                return -1;
+            out[o++] = (uint8_t)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    if (acc != 0) /* non-zero leftover bits: not canonical */
+        return -1;
+    return (long)o;
+}
+
+long enc_b64url_encode(const uint8_t *in, size_t n, char *out, size_t cap)
+{
+    long l = enc_b64_encode(in, n, out, cap);
+    if (l < 0)
+        return -1;
+    while (l > 0 && out[l - 1] == '=')
+        out[--l] = '\0';
+    for (long i = 0; i < l; i++) {
+        if (out[i] == '+')
+            out[i] = '-';
+        else if (out[i] == '/')
+            out[i] = '_';
+    }
+    return l;
+}
+
 static int hexval(unsigned char c)
 {
     if (c >= '0' && c <= '9')

@@ -17,6 +17,10 @@ long enc_b64_encode(const uint8_t *in, size_t n, char *out, size_t cap);
  * whitespace). */
 long enc_b64_decode(const char *in, size_t n, uint8_t *out, size_t cap);
 
+/* Base64url without padding (JWT, JWKS); padding is tolerated on input. */
+long enc_b64url_decode(const char *in, size_t n, uint8_t *out, size_t cap);
+long enc_b64url_encode(const uint8_t *in, size_t n, char *out, size_t cap);
+
 /* Percent-decodes in[0..n) ('+' stays '+': these are URL components, not
  * form bodies). Rejects truncated escapes. Writes a NUL after the result. */
 long enc_pct_decode(const char *in, size_t n, char *out, size_t cap);
