@@ -492,8 +492,9 @@ static void on_tcp_connect(uv_connect_t *r, int status)
         update_reading(c);
         handshake(c);
     } else {
-        update_reading(c);
-        become_open(c);
+        become_open(c); /* the state must be open before reading starts */
+        if (c->state == ST_OPEN)
+            update_reading(c);
     }
 }
 

@@ -287,7 +287,7 @@ long ws_msg_feed(ws_msg *m, uint8_t *buf, size_t len, ws_msg_cb cb, void *ud)
                 buf_clear(&m->msg);
             }
             if (rc)
-                return rc;
+                return (long)off;
         }
     }
     return (long)off;
@@ -300,6 +300,7 @@ size_t ws_close_payload(uint8_t out[125], int code, const char *reason)
     size_t n = reason ? strlen(reason) : 0;
     if (n > 123)
         n = 123;
-    memcpy(out + 2, reason, n);
+    if (n)
+        memcpy(out + 2, reason, n);
     return 2 + n;
 }

@@ -98,8 +98,9 @@ void ws_msg_init(ws_msg *m, int role, size_t max_msg);
 void ws_msg_free(ws_msg *m);
 /* Feeds bytes; calls cb for each complete data message and each control
  * frame (a close frame's payload is checked: a code and UTF-8 reason).
- * Returns bytes consumed, a negated close code on protocol errors, or the
- * non-zero value cb returned (which stops feeding). */
+ * A non-zero return from cb stops feeding right after that frame. Returns
+ * the bytes consumed (always a count, so that the caller can keep the
+ * rest) or a negated close code on protocol errors. */
 long ws_msg_feed(ws_msg *m, uint8_t *buf, size_t len, ws_msg_cb cb, void *ud);
 
 /* Builds a close payload (code + reason, <= 125 bytes). Returns its length. */
