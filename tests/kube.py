@@ -115,7 +115,7 @@ class KubeCluster:
             os.path.join(bindir, "kube-controller-manager"), "--kubeconfig", self.kubeconfig,
             "--service-account-private-key-file", os.path.join(d, "sa.key"),
             "--root-ca-file", os.path.join(d, "ca.pem"), "--leader-elect=false", "--secure-port=0",
-            "--controllers", "serviceaccount-token,serviceaccount,namespace,garbagecollector", "--v", "1"])
+            "--controllers", "serviceaccount-token,serviceaccount,namespace,garbagecollector,clusterrole-aggregation", "--v", "1"])
         return self
 
     def kubeconfig_text(self, user, cert=None, key=None, token=None):
