@@ -25,12 +25,14 @@ CORE_SRC = $(sort $(wildcard csrc/core/*.c))
 CORE_HDR = $(wildcard csrc/core/*.h)
 HUB_SRC  = $(sort $(wildcard csrc/hub/*.c))
 HUB_HDR  = $(wildcard csrc/hub/*.h)
+AGENT_SRC = $(sort $(wildcard csrc/agent/*.c))
+AGENT_HDR = $(wildcard csrc/agent/*.h)
 TESTS    = $(patsubst csrc/tests/test_%.c,$(BUILD)/tests/test_%,$(wildcard csrc/tests/test_*.c))
 FUZZERS  = $(patsubst csrc/fuzz/fuzz_%.c,$(BUILD)/fuzz/fuzz_%,$(wildcard csrc/fuzz/fuzz_*.c))
 
 .PHONY: all daemons check tests fuzz fuzz-run clean format
 all: daemons
-daemons: $(BUILD)/bin/arc-hub
+daemons: $(BUILD)/bin/arc-hub $(BUILD)/bin/clusterconnect-agent
 
 $(BUILD)/lib/libck.a: $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(BUILD)/lib $(BUILD)/obj
@@ -42,6 +44,10 @@ $(BUILD)/lib/libck.a: $(CORE_SRC) $(CORE_HDR)
 $(BUILD)/bin/arc-hub: $(HUB_SRC) $(HUB_HDR) $(BUILD)/lib/libck.a
 	@mkdir -p $(BUILD)/bin
 	$(CC) $(ALL_CFLAGS) -Icsrc/hub $(HUB_SRC) $(BUILD)/lib/libck.a $(PKG_LIBS) -o $@
+
+$(BUILD)/bin/clusterconnect-agent: $(AGENT_SRC) $(AGENT_HDR) $(BUILD)/lib/libck.a
+	@mkdir -p $(BUILD)/bin
+	$(CC) $(ALL_CFLAGS) -Icsrc/agent $(AGENT_SRC) $(BUILD)/lib/libck.a $(PKG_LIBS) -o $@
 
 # Test binaries compile the core sources themselves so that the whole
 # module under test carries the sanitizers.

@@ -1,0 +1,304 @@
+/* clusterconnect-agent: dials out to a Hybrid Connections relay as a
+ * listener and serves each accepted stream as the verified caller against
+ * the Kubernetes API server. Flags and start-up live here; channel.c and
+ * fwd.c do the work. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "conn.h"
+#include "http.h"
+#include "log.h"
+#include "url.h"
+
+#define AGENT_VERSION "0.1.0"
+
+static const char usage[] =
+    "Usage: clusterconnect-agent [options]\n"
+    "\n"
+    "Listens on a Hybrid Connections relay (outbound only) and forwards each caller's\n"
+    "requests to the Kubernetes API server, impersonating callers with verified OIDC tokens.\n"
+    "\n"
+    "Relay:\n"
+    "  --relay URL              wss://HOST[:PORT] of arc-hub or an Azure Relay namespace\n"
+    "  --hybrid-connection NAME the cluster's hybrid connection\n"
+    "  --key-name NAME          SAS rule with the Listen right\n"
+    "  --key-file FILE          file holding that rule's key (or env CK_RELAY_KEY)\n"
+    "  --relay-ca FILE          CA bundle for the relay (default: system store)\n"
+    "  --channels N             control channels to keep open (default 2)\n"
+    "  --token-ttl SECONDS      listen token lifetime, renewed before expiry (default 3600)\n"
+    "  --ping-interval SECONDS  ping idle channels; 3 silent intervals = dead (default 30)\n"
+    "API server:\n"
+    "  --apiserver URL          default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT\n"
+    "  --apiserver-ca FILE      default /var/run/secrets/kubernetes.io/serviceaccount/ca.crt\n"
+    "  --token-file FILE        the agent's own token (re-read every 30 s for rotation),\n"
+    "                           default /var/run/secrets/kubernetes.io/serviceaccount/token\n"
+    "Callers:\n"
+    "  --issuer URL --audience AUD --jwks-file FILE\n"
+    "                           trusted OIDC issuer whose tokens are verified and impersonated;\n"
+    "                           other bearer tokens pass through to the API server untouched\n"
+    "Other:\n"
+    "  --health-listen ADDR:PORT  /healthz, /readyz (a channel is up), /metrics (default 127.0.0.1:8081)\n"
+    "  --log-level LEVEL        debug, info, warn, error\n"
+    "  --version, --help\n";
+
+static agent_t A;
+static uv_timer_t tick;
+static uv_signal_t sig_int, sig_term;
+static uv_tcp_t health;
+
+static int read_file(const char *path, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    size_t n = fread(out, 1, cap - 1, f);
+    int big = !feof(f);
+    fclose(f);
+    if (big)
+        return -1;
+    while (n && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
+        n--;
+    out[n] = '\0';
+    return (int)n;
+}
+
+int agent_reload_token(agent_t *a)
+{
+    char t[sizeof a->token];
+    if (read_file(a->cfg.token_file, t, sizeof t) <= 0)
+        return -1;
+    memcpy(a->token, t, sizeof t);
+    return 0;
+}
+
+int agent_reload_jwks(agent_t *a)
+{
+    if (!a->cfg.jwks_file)
+        return -1;
+    static char buf[1 << 20];
+    char err[JWT_ERRLEN];
+    if (read_file(a->cfg.jwks_file, buf, sizeof buf) < 0)
+        return -1;
+    jwt_keyset ks;
+    if (jwt_keyset_parse(buf, strlen(buf), &ks, err) < 0) {
+        log_kv(LOG_ERROR, "jwks.invalid", "file", a->cfg.jwks_file, "error", err, NULL);
+        return -1;
+    }
+    jwt_keyset_free(&a->keys);
+    a->keys = ks;
+    return 0;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    static unsigned n;
+    (void)t;
+    channel_tick(&A);
+    if (++n % 30 == 0 && agent_reload_token(&A) < 0)
+        log_kv(LOG_WARN, "token.reload_failed", "file", A.cfg.token_file, NULL);
+}
+
+static size_t health_data(conn_t *c, uint8_t *d, size_t n)
+{
+    http_request req;
+    int rc = http_parse_request((const char *)d, n, 0, NULL, &req);
+    if (rc == HTTP_INCOMPLETE)
+        return 0;
+    char body[1024];
+    int status = 200;
+    if (rc < 0) {
+        status = 400;
+        snprintf(body, sizeof body, "bad request\n");
+    } else if (http_eq(req.target, req.target_len, "/healthz")) {
+        snprintf(body, sizeof body, "ok\n");
+    } else if (http_eq(req.target, req.target_len, "/readyz")) {
+        status = A.channels_up > 0 ? 200 : 503;
+        snprintf(body, sizeof body, "%s\n", A.channels_up > 0 ? "ok" : "no relay channel is up");
+    } else if (http_eq(req.target, req.target_len, "/metrics")) {
+        snprintf(body, sizeof body,
+                 "# TYPE agent_channels_up gauge\nagent_channels_up %d\n"
+                 "# TYPE agent_streams_total counter\nagent_streams_total %llu\n"
+                 "# TYPE agent_requests_total counter\nagent_requests_total %llu\n",
+                 A.channels_up, (unsigned long long)A.streams, (unsigned long long)A.requests);
+    } else {
+        status = 404;
+        snprintf(body, sizeof body, "not found\n");
+    }
+    char head[256];
+    int hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                      "Connection: close\r\n\r\n", status, http_reason(status), strlen(body));
+    conn_write2(c, head, (size_t)hl, body, strlen(body));
+    conn_close(c, 1);
+    return n;
+}
+
+static const conn_cbs health_cbs = {.on_data = health_data};
+
+static void on_health(uv_stream_t *s, int status)
+{
+    if (status == 0)
+        conn_accept(s, NULL, &health_cbs, NULL, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    (void)s;
+    log_kv(LOG_INFO, "agent.stop", "signal", signum == SIGINT ? "SIGINT" : "SIGTERM", NULL);
+    channel_stop_all(&A);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&health, NULL);
+}
+
+static int need(int i, int argc, const char *a)
+{
+    if (i + 1 >= argc) {
+        fprintf(stderr, "clusterconnect-agent: %s needs a value (see --help)\n", a);
+        exit(2);
+    }
+    return i + 1;
+}
+
+int main(int argc, char **argv)
+{
+    agent_cfg *c = &A.cfg;
+    c->channels = 2;
+    c->token_ttl = 3600;
+    c->ping_ms = 30000;
+    c->token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+    const char *api_ca = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt", *relay_ca = NULL,
+               *key_file = NULL, *health_addr = "127.0.0.1:8081";
+    char api_default[300] = "";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (!strcmp(a, "--version")) {
+            puts("clusterconnect-agent " AGENT_VERSION);
+            return 0;
+        } else if (!strcmp(a, "--relay")) {
+            c->relay = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--hybrid-connection")) {
+            c->hc = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--key-name")) {
+            c->key_name = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--key-file")) {
+            key_file = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--relay-ca")) {
+            relay_ca = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--channels")) {
+            c->channels = atoi(argv[i = need(i, argc, a)]);
+        } else if (!strcmp(a, "--token-ttl")) {
+            c->token_ttl = (unsigned)atoi(argv[i = need(i, argc, a)]);
+        } else if (!strcmp(a, "--ping-interval")) {
+            c->ping_ms = (unsigned)(atof(argv[i = need(i, argc, a)]) * 1000);
+        } else if (!strcmp(a, "--apiserver")) {
+            c->apiserver = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--apiserver-ca")) {
+            api_ca = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--token-file")) {
+            c->token_file = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--issuer")) {
+            c->issuer = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--audience")) {
+            c->audience = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--jwks-file")) {
+            c->jwks_file = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--health-listen")) {
+            health_addr = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--log-level")) {
+            const char *v = argv[i = need(i, argc, a)];
+            log_set_level(!strcmp(v, "debug") ? LOG_DEBUG : !strcmp(v, "warn") ? LOG_WARN
+                                                        : !strcmp(v, "error") ? LOG_ERROR : LOG_INFO);
+        } else {
+            fprintf(stderr, "clusterconnect-agent: unknown option %s (see --help)\n", a);
+            return 2;
+        }
+    }
+    if (!c->apiserver && getenv("KUBERNETES_SERVICE_HOST")) {
+        snprintf(api_default, sizeof api_default, "https://%s:%s", getenv("KUBERNETES_SERVICE_HOST"),
+                 getenv("KUBERNETES_SERVICE_PORT") ? getenv("KUBERNETES_SERVICE_PORT") : "443");
+        c->apiserver = api_default;
+    }
+    static char key[512];
+    if (key_file) {
+        if (read_file(key_file, key, sizeof key) <= 0) {
+            fprintf(stderr, "clusterconnect-agent: cannot read --key-file %s\n", key_file);
+            return 1;
+        }
+        c->key = key;
+    } else {
+        c->key = getenv("CK_RELAY_KEY");
+    }
+    if (!c->relay || !c->hc || !c->key_name || !c->key || !c->apiserver) {
+        fprintf(stderr, "clusterconnect-agent: give --relay, --hybrid-connection, --key-name, --key-file (or "
+                        "CK_RELAY_KEY) and --apiserver (see --help)\n");
+        return 2;
+    }
+    if (c->channels < 1 || c->channels > 25 || c->token_ttl < 60 || c->ping_ms < 100) {
+        fprintf(stderr, "clusterconnect-agent: --channels 1..25, --token-ttl >= 60, --ping-interval >= 0.1\n");
+        return 2;
+    }
+    if (c->issuer && (!c->audience || !c->jwks_file)) {
+        fprintf(stderr, "clusterconnect-agent: --issuer needs --audience and --jwks-file\n");
+        return 2;
+    }
+    url_parts u;
+    if (url_parse(c->apiserver, strlen(c->apiserver), &u) < 0 || u.host.n >= sizeof A.api_host) {
+        fprintf(stderr, "clusterconnect-agent: --apiserver wants https://HOST:PORT\n");
+        return 2;
+    }
+    memcpy(A.api_host, u.host.p, u.host.n);
+    A.api_port = u.port;
+    if (agent_reload_token(&A) < 0) {
+        fprintf(stderr, "clusterconnect-agent: cannot read the agent's token from %s\n", c->token_file);
+        return 1;
+    }
+    if (c->issuer && agent_reload_jwks(&A) < 0) {
+        fprintf(stderr, "clusterconnect-agent: cannot load keys from --jwks-file %s\n", c->jwks_file);
+        return 1;
+    }
+    char err[TLS_ERRLEN];
+    if (!(A.relay_tls = tls_client_ctx(relay_ca, NULL, NULL, err)) ||
+        !(A.api_tls = tls_client_ctx(api_ca, NULL, NULL, err))) {
+        fprintf(stderr, "clusterconnect-agent: %s\n", err);
+        return 1;
+    }
+    tls_ctx_set_alpn(A.api_tls, "http/1.1"); /* kubectl's HTTP/1.1 stream goes through unchanged */
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    A.loop = uv_default_loop();
+    char hh[128], lerr[128];
+    int hp;
+    const char *colon = strrchr(health_addr, ':');
+    if (!colon || (size_t)(colon - health_addr) >= sizeof hh) {
+        fprintf(stderr, "clusterconnect-agent: --health-listen wants ADDR:PORT\n");
+        return 2;
+    }
+    snprintf(hh, sizeof hh, "%.*s", (int)(colon - health_addr), health_addr);
+    hp = atoi(colon + 1);
+    if (conn_listen(A.loop, &health, hh, hp, on_health, lerr) != 0) {
+        fprintf(stderr, "clusterconnect-agent: %s\n", lerr);
+        return 1;
+    }
+    channel_start_all(&A);
+    uv_timer_init(A.loop, &tick);
+    uv_timer_start(&tick, on_tick, 1000, 1000);
+    uv_signal_init(A.loop, &sig_int);
+    uv_signal_init(A.loop, &sig_term);
+    uv_signal_start(&sig_int, on_signal, SIGINT);
+    uv_signal_start(&sig_term, on_signal, SIGTERM);
+    printf("clusterconnect-agent: listening on %s/$hc/%s with %d channels; health on http://%s:%d\n", c->relay,
+           c->hc, c->channels, hh, conn_bound_port(&health));
+    uv_run(A.loop, UV_RUN_DEFAULT);
+    jwt_keyset_free(&A.keys);
+    tls_ctx_free(A.relay_tls);
+    tls_ctx_free(A.api_tls);
+    return 0;
+}
