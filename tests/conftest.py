@@ -55,7 +55,7 @@ class Hub:
             return f.read()
 
 
-def start_hub(tmpdir, extra_args=(), config=None):
+def start_hub(tmpdir, extra_args=(), config=None, port=0):
     binary = os.path.join(BUILD, "bin", "arc-hub")
     assert os.path.exists(binary), "build first: make"
     cfg = config or {
@@ -74,7 +74,9 @@ def start_hub(tmpdir, extra_args=(), config=None):
     port_file = os.path.join(tmpdir, "port")
     log_path = os.path.join(tmpdir, "hub.log")
     log = open(log_path, "w")
-    proc = subprocess.Popen([binary, "--dev", tmpdir, "--config", cfg_path, "--listen", "127.0.0.1:0",
+    if os.path.exists(port_file):
+        os.unlink(port_file)
+    proc = subprocess.Popen([binary, "--dev", tmpdir, "--config", cfg_path, "--listen", "127.0.0.1:%d" % port,
                              "--port-file", port_file, *extra_args],
                             stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 10

@@ -64,12 +64,17 @@ def env():
     with open(keyfile, "w") as f:
         f.write(ROOT_KEY)
     e.agent_log = open(os.path.join(e.dir, "agent.log"), "w")
+    import socket
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        e.health_port = sk.getsockname()[1]
     e.agent = subprocess.Popen([
         os.path.join(BUILD, "bin", "clusterconnect-agent"), "--relay", e.hub.url(), "--hybrid-connection", HC,
         "--key-name", "root", "--key-file", keyfile, "--relay-ca", e.hub.ca,
         "--apiserver", "https://127.0.0.1:%d" % k.port, "--apiserver-ca", os.path.join(k.dir, "ca.pem"),
         "--token-file", e.agent_token, "--issuer", e.issuer.issuer, "--audience", e.issuer.audience,
-        "--jwks-file", e.issuer.jwks_file, "--health-listen", "127.0.0.1:0", "--ping-interval", "1"],
+        "--jwks-file", e.issuer.jwks_file, "--health-listen", "127.0.0.1:%d" % e.health_port,
+        "--ping-interval", "1"],
         stdout=e.agent_log, stderr=subprocess.STDOUT)
     deadline = time.time() + 10
     while e.hub.metric("arc_relay_listeners") < 2:
@@ -170,3 +175,61 @@ def test_no_token_gets_401_status(env):
     assert ei.value.code == 401
     body = json.loads(ei.value.read())
     assert body["kind"] == "Status" and body["reason"] == "Unauthorized" and body["code"] == 401
+
+
+def health(env, path):
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (env.health_port, path), timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_health_ready_and_metrics(env):
+    assert health(env, "/healthz") == (200, "ok\n")
+    assert health(env, "/readyz") == (200, "ok\n")
+    st, text = health(env, "/metrics")
+    assert st == 200 and "agent_channels_up 2" in text
+    counts = {l.split()[0]: l.split()[1] for l in text.splitlines() if l and not l.startswith("#")}
+    assert int(counts["agent_requests_total"]) > 0
+
+
+def test_idle_watch_survives_many_ping_intervals(env):
+    """A watch stays open across many relay pings (the hub and agent ping
+    every second here) and still delivers events."""
+    kc_token = env.issuer.mint("oid-alice", ttl=3600)
+    kubectl(env, kc_token, "get", "pods")  # writes the kubeconfig
+    kc = os.path.join(env.dir, "user-%d.kubeconfig" % (hash(kc_token) & 0xffff))
+    w = subprocess.Popen([env.kube.kubectl_path, "--kubeconfig", kc, "get", "pods", "-n", "default", "-w",
+                          "-o", "name"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(8)  # eight ping intervals of silence
+        assert w.poll() is None, w.stderr.read()
+        env.kube.kubectl("run", "late-pod", "--image=nginx", "-n", "default")
+        time.sleep(5)
+        assert w.poll() is None, "the watch ended: " + w.stderr.read()
+    finally:
+        w.terminate()
+        out, err = w.communicate(timeout=5)
+    assert "pod/late-pod" in out, out + err
+
+
+def test_agent_reconnects_after_relay_restart(env):
+    port = env.hub.port
+    stop_hub(env.hub)
+    deadline = time.time() + 10
+    while health(env, "/readyz")[0] != 503:
+        assert time.time() < deadline, "agent never noticed the relay was gone"
+        time.sleep(0.2)
+    env.hub = start_hub(env.hub.dir, ["--ping-interval", "1"], config={
+        "namespaceRules": [{"name": "root", "key": ROOT_KEY, "rights": ["Listen", "Send", "Manage"]}],
+        "hybridConnections": [{"name": HC}]}, port=port)
+    env.pipe.hub = env.hub
+    deadline = time.time() + 40
+    while health(env, "/readyz")[0] != 200:
+        assert time.time() < deadline, agent_log(env)[-2000:]
+        time.sleep(0.2)
+    r = kubectl(env, env.issuer.mint("oid-alice"), "get", "pods", "-A")
+    assert r.returncode == 0, r.stderr
