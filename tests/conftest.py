@@ -105,3 +105,14 @@ def hub():
     stop_hub(h)
     assert h.proc.returncode == 0, "arc-hub did not exit cleanly on SIGTERM:\n" + h.log()
     shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def kube():
+    """A throwaway control plane (tests/kube.py) for one test module."""
+    from kube import KubeCluster
+    d = tempfile.mkdtemp(prefix="ck-kube-")
+    c = KubeCluster(d).start()
+    yield c
+    c.stop()
+    shutil.rmtree(d, ignore_errors=True)

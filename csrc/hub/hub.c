@@ -67,7 +67,7 @@ static size_t ignore_data(conn_t *c, uint8_t *d, size_t n)
     (void)c, (void)d;
     return n;
 }
-static const conn_cbs answered_cbs = {.on_data = ignore_data};
+const conn_cbs hub_answered_cbs = {.on_data = ignore_data};
 
 /* Hands the connection to its final owner (or answers it) and retires the
  * front record. */
@@ -105,7 +105,7 @@ static size_t front_on_data(conn_t *c, uint8_t *data, size_t len)
     }
     front_done(f);
     conn_set_data(c, NULL);
-    conn_set_cbs(c, &answered_cbs);
+    conn_set_cbs(c, &hub_answered_cbs);
     if (rc == HTTP_BAD) {
         hub_reply(c, 400, NULL, "text/plain", "malformed HTTP request\n");
         return len;
@@ -180,7 +180,7 @@ static void on_tick(uv_timer_t *t)
         conn_t *c = f->c;
         front_done(f);
         conn_set_data(c, NULL);
-        conn_set_cbs(c, &answered_cbs);
+        conn_set_cbs(c, &hub_answered_cbs);
         if (conn_is_open(c))
             hub_reply(c, 408, NULL, "text/plain", "request head not received in time\n");
         else
@@ -230,7 +230,7 @@ void hub_shutdown(hub_t *h)
         conn_t *c = f->c;
         front_done(f);
         conn_set_data(c, NULL);
-        conn_set_cbs(c, &answered_cbs);
+        conn_set_cbs(c, &hub_answered_cbs);
         conn_close(c, 0);
     }
     relay_shutdown(h->relay);

@@ -31,6 +31,10 @@ void hub_free(hub_t *h);
  * `reason` replaces the standard phrase when non-NULL (Azure Relay puts
  * its error description there); it is sanitised to printable ASCII. */
 void hub_reply(conn_t *c, int status, const char *reason, const char *ctype, const char *body);
+/* Owner for a connection that is being answered and closed: whatever else
+ * arrives is discarded. */
+extern const conn_cbs hub_answered_cbs;
+
 /* Monotonic milliseconds. */
 uint64_t hub_now_ms(void);
 

@@ -190,14 +190,6 @@ static void reject(relay_t *r, conn_t *c, enum reject_reason why, int status, co
     hub_reply(c, status, desc, "text/plain", desc);
 }
 
-/* Owner of a connection that is being answered and closed: it ignores
- * whatever else arrives. */
-static size_t closing_on_data(conn_t *c, uint8_t *d, size_t n)
-{
-    (void)c, (void)d;
-    return n;
-}
-static const conn_cbs closing_cbs = {.on_data = closing_on_data};
 
 static rhc *find_hc(relay_t *r, const char *path, size_t *matched)
 {
@@ -567,7 +559,7 @@ static conn_t *pending_detach(pending *p)
     if (p->l)
         p->l->load--;
     free(p);
-    conn_set_cbs(sender, &closing_cbs);
+    conn_set_cbs(sender, &hub_answered_cbs);
     conn_set_data(sender, NULL);
     return sender;
 }

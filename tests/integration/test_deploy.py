@@ -1,24 +1,13 @@
 """The agent's manifests render with kustomize and are applied to a real
 (throwaway) API server; the RBAC they grant is impersonation and nothing
 else."""
-import json
 import os
-import shutil
-import tempfile
 
 import pytest
 
 from conftest import ROOT
-from kube import KubeCluster
 
 
-@pytest.fixture(scope="module")
-def kube():
-    d = tempfile.mkdtemp(prefix="ck-deploy-")
-    c = KubeCluster(d).start()
-    yield c
-    c.stop()
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def test_manifests_render_and_apply(kube):

@@ -4,22 +4,12 @@ driven by the real kubectl of the same version."""
 import base64
 import json
 import os
-import shutil
-import tempfile
 import time
 
 import pytest
 
-from kube import KubeCluster
 
 
-@pytest.fixture(scope="module")
-def kube():
-    d = tempfile.mkdtemp(prefix="ck-kube-")
-    c = KubeCluster(d).start()
-    yield c
-    c.stop()
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def token_kubeconfig(kube, tmp_path, token):

@@ -30,6 +30,21 @@ def send(hub, entity="hyco", token=None, suffix="", header="ServiceBusAuthorizat
     return connect(hub.port, "/$hc/%s%s?sb-hc-action=connect" % (entity, suffix), {header: tok}, ca=hub.ca)
 
 
+class SendAsync:
+    """Starts a sender in a thread (its upgrade completes only after the
+    listener acts); .join() returns (status, reason, ws_or_body)."""
+
+    def __init__(self, hub, entity="hyco", **kw):
+        import threading
+        self.res = {}
+        self.t = threading.Thread(target=lambda: self.res.update(r=send(hub, entity, **kw)))
+        self.t.start()
+
+    def join(self, timeout=5):
+        self.t.join(timeout)
+        return self.res["r"]
+
+
 def rendezvous_path(address):
     u = urllib.parse.urlsplit(address)
     return u.path + "?" + u.query
@@ -39,19 +54,15 @@ class Pair:
     """A listener control channel plus one spliced sender/listener stream."""
 
     def __init__(self, hub, entity="hyco"):
-        import threading
         st, _, self.control = listen(hub, entity)
         assert st == 101
-        result = {}
-        t = threading.Thread(target=lambda: result.update(zip(("st", "reason", "ws"), send(hub, entity))))
-        t.start()
+        sender = SendAsync(hub, entity)
         acc = read_accept(self.control)
         self.accept = acc
         st, _, self.listener = connect(hub.port, rendezvous_path(acc["address"]), ca=hub.ca)
         assert st == 101
-        t.join(5)
-        assert result["st"] == 101, result
-        self.sender = result["ws"]
+        st, reason, self.sender = sender.join()
+        assert st == 101, (st, reason)
 
     def close(self):
         for ws in (self.sender, self.listener, self.control):
@@ -97,16 +108,12 @@ def test_stream_both_ways_and_accept_message_shape(hub):
 def test_token_in_query_and_authorization_header(hub):
     """Tokens are accepted from sb-hc-token and from Authorization as well
     as from ServiceBusAuthorization."""
-    import threading
     st, _, ctl = listen(hub, via="query")
     assert st == 101
-    res = {}
-    t = threading.Thread(target=lambda: res.update(st=send(hub, header="Authorization")[0]))
-    t.start()
+    sender = SendAsync(hub, header="Authorization")
     acc = read_accept(ctl)
     st, _, _ = connect(hub.port, rendezvous_path(acc["address"]), ca=hub.ca)
-    t.join(5)
-    assert st == 101 and res["st"] == 101
+    assert st == 101 and sender.join()[0] == 101
     ctl.sock.close()
 
 
@@ -114,16 +121,11 @@ def test_long_entity_name_with_slashes_and_suffix(hub):
     tok = hub.token(ARC, name="listen", key=LISTEN_KEY)
     st, _, ctl = listen(hub, ARC, token=tok)
     assert st == 101
-    import threading
-    res = {}
-    stok = hub.token(ARC, name="send", key=SEND_KEY)
-    t = threading.Thread(target=lambda: res.update(st=send(hub, ARC, token=stok, suffix="/api/v1")[0]))
-    t.start()
+    sender = SendAsync(hub, ARC, token=hub.token(ARC, name="send", key=SEND_KEY), suffix="/api/v1")
     acc = read_accept(ctl)
     assert "/$hc/" + ARC + "?" in acc["address"]
     st2, _, lws = connect(hub.port, rendezvous_path(acc["address"]), ca=hub.ca)
-    t.join(5)
-    assert st2 == 101 and res["st"] == 101
+    assert st2 == 101 and sender.join()[0] == 101
     ctl.sock.close()
 
 
@@ -203,13 +205,9 @@ def test_rendezvous_is_single_use(hub):
 
 def test_rendezvous_expires_and_sender_hears(hub):
     st, _, ctl = listen(hub, "hyco")
-    import threading
-    res = {}
-    t = threading.Thread(target=lambda: res.update(zip(("st", "reason", "body"), send(hub, "hyco"))))
-    t.start()
+    sender = SendAsync(hub)
     acc = read_accept(ctl)
-    t.join(6)  # the hub runs with --rendezvous-timeout 2
-    assert res["st"] == 504
+    assert sender.join(6)[0] == 504  # the hub runs with --rendezvous-timeout 2
     st, _, _ = connect(hub.port, rendezvous_path(acc["address"]), ca=hub.ca)
     assert st == 404
     ctl.sock.close()
@@ -222,16 +220,12 @@ def test_guessed_rendezvous_id_is_refused(hub):
 
 def test_listener_can_reject_a_sender(hub):
     st, _, ctl = listen(hub, "hyco")
-    import threading
-    res = {}
-    t = threading.Thread(target=lambda: res.update(zip(("st", "reason", "body"), send(hub, "hyco"))))
-    t.start()
+    sender = SendAsync(hub)
     acc = read_accept(ctl)
     st, _, _ = connect(hub.port, rendezvous_path(acc["address"]) +
                        "&sb-hc-statusCode=403&sb-hc-statusDescription=" + urllib.parse.quote("not you"), ca=hub.ca)
-    t.join(5)
     assert st == 410
-    assert (res["st"], res["reason"]) == (403, "not you")
+    assert sender.join()[0:2] == (403, "not you")
     ctl.sock.close()
 
 
