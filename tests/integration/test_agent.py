@@ -15,6 +15,7 @@ from kube import KubeCluster
 from relay_pipe import RelayPipe
 
 HC = "cluster-a"
+HC_STREAMS = "cluster-streams"  # a second agent in front of the streaming fixture
 AGENT_RBAC = """
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
@@ -59,7 +60,8 @@ def env():
     e.issuer = TestIssuer(e.dir)
     e.hub = start_hub(os.path.join(e.dir, "hub"), ["--ping-interval", "1"], config={
         "namespaceRules": [{"name": "root", "key": ROOT_KEY, "rights": ["Listen", "Send", "Manage"]}],
-        "hybridConnections": [{"name": HC}]}) if os.makedirs(os.path.join(e.dir, "hub")) is None else None
+        "hybridConnections": [{"name": HC}, {"name": HC_STREAMS}]}) \
+        if os.makedirs(os.path.join(e.dir, "hub")) is None else None
     keyfile = os.path.join(e.dir, "relay.key")
     with open(keyfile, "w") as f:
         f.write(ROOT_KEY)
@@ -225,7 +227,7 @@ def test_agent_reconnects_after_relay_restart(env):
         time.sleep(0.2)
     env.hub = start_hub(env.hub.dir, ["--ping-interval", "1"], config={
         "namespaceRules": [{"name": "root", "key": ROOT_KEY, "rights": ["Listen", "Send", "Manage"]}],
-        "hybridConnections": [{"name": HC}]}, port=port)
+        "hybridConnections": [{"name": HC}, {"name": HC_STREAMS}]}, port=port)
     env.pipe.hub = env.hub
     deadline = time.time() + 40
     while health(env, "/readyz")[0] != 200:
@@ -233,3 +235,46 @@ def test_agent_reconnects_after_relay_restart(env):
         time.sleep(0.2)
     r = kubectl(env, env.issuer.mint("oid-alice"), "get", "pods", "-A")
     assert r.returncode == 0, r.stderr
+
+
+def test_exec_streams_both_ways_through_the_streaming_fixture(env, tmp_path):
+    """kubectl exec (WebSocket v5.channel.k8s.io) through relay and agent to
+    the streaming fixture, which stands in for a kubelet-backed API server:
+    stdin reaches it, stdout comes back, the exit status arrives, and the
+    upstream saw the caller impersonated with the agent's own credential."""
+    from stream_fixture import StreamFixture
+    fx = StreamFixture(os.path.join(env.hub.dir, "server.pem"), os.path.join(env.hub.dir, "server.key"))
+    keyfile = os.path.join(env.dir, "relay.key")
+    log = open(os.path.join(env.dir, "agent-streams.log"), "w")
+    agent = subprocess.Popen([
+        os.path.join(BUILD, "bin", "clusterconnect-agent"), "--relay", env.hub.url(), "--hybrid-connection",
+        HC_STREAMS, "--key-name", "root", "--key-file", keyfile, "--relay-ca", env.hub.ca,
+        "--apiserver", "https://127.0.0.1:%d" % fx.port, "--apiserver-ca", env.hub.ca,
+        "--token-file", env.agent_token, "--issuer", env.issuer.issuer, "--audience", env.issuer.audience,
+        "--jwks-file", env.issuer.jwks_file, "--health-listen", "127.0.0.1:0", "--channels", "1"],
+        stdout=log, stderr=subprocess.STDOUT)
+    pipe = RelayPipe(env.hub, HC_STREAMS, env.hub.token(HC_STREAMS))
+    try:
+        deadline = time.time() + 10
+        while '"channel.up"' not in open(log.name).read():
+            assert time.time() < deadline and agent.poll() is None, open(log.name).read()
+            time.sleep(0.1)
+        tok = env.issuer.mint("oid-alice", groups=["group-team"])
+        kc = tmp_path / "kc"
+        kc.write_text("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:%d', "
+                      "certificate-authority: '%s'}\nusers:\n- name: u\n  user: {token: '%s'}\ncontexts:\n- name: c\n"
+                      "  context: {cluster: c, user: u}\ncurrent-context: c\n" % (pipe.port, env.hub.ca, tok))
+        r = subprocess.run([env.kube.kubectl_path, "--kubeconfig", str(kc), "exec", "-i", "web", "--", "cat"],
+                           input="hello through the relay\n", capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr + open(log.name).read()[-2000:]
+        assert r.stdout == "HELLO THROUGH THE RELAY\n"
+        execs = [h for m, t, h in fx.requests if t.split("?")[0].endswith("/exec")]
+        assert execs, fx.requests
+        h = execs[-1]
+        assert h["impersonate-user"] == ["oid-alice"] and h["impersonate-group"] == ["group-team"]
+        assert h["authorization"] == ["Bearer " + open(env.agent_token).read().strip()]
+    finally:
+        pipe.close()
+        agent.terminate()
+        agent.wait(10)
+        fx.close()
