@@ -6,7 +6,8 @@ GET .../pods/<name> with a running Pod, and an `exec` WebSocket upgrade
 with the v5.channel.k8s.io protocol (binary frames whose first byte is the
 channel: 0 stdin, 1 stdout, 2 stderr, 3 status, 255 close-stream). It
 echoes stdin back on stdout upper-cased, and, once stdin is closed, reports
-Success on channel 3. It records the headers of every request, so tests
+Success on channel 3. A SPDY/3.1 upgrade on .../portforward becomes an
+upper-casing raw byte echo (the pipe, not SPDY itself). It records the headers of every request, so tests
 can check what the agent sent upstream (impersonation, credentials)."""
 import base64
 import hashlib
@@ -70,6 +71,9 @@ class StreamFixture:
                 path = target.split("?")[0]
                 if path.endswith("/exec") and "upgrade" in hdrs:
                     self._exec(s, hdrs, buf)
+                    return
+                if path.endswith("/portforward") and hdrs.get("upgrade", [""])[0].lower() == "spdy/3.1":
+                    self._raw_echo(s, buf)
                     return
                 if path in DISCOVERY:
                     self._json(s, 200, DISCOVERY[path])
@@ -138,6 +142,19 @@ class StreamFixture:
                 send(b"\x03" + json.dumps({"metadata": {}, "status": "Success"}).encode())
                 send(struct.pack("!H", 1000), op=8)
                 return
+
+    def _raw_echo(self, s, buf):
+        """Accepts a SPDY/3.1 upgrade and echoes raw bytes upper-cased: the
+        byte-pipe half of port-forward, without SPDY framing (a real
+        kubectl port-forward needs a SPDY server, which this is not)."""
+        s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n")
+        if buf:
+            s.sendall(buf.upper())
+        while True:
+            data = s.recv(65536)
+            if not data:
+                return
+            s.sendall(data.upper())
 
     def close(self):
         self.srv.close()

@@ -237,44 +237,79 @@ def test_agent_reconnects_after_relay_restart(env):
     assert r.returncode == 0, r.stderr
 
 
-def test_exec_streams_both_ways_through_the_streaming_fixture(env, tmp_path):
-    """kubectl exec (WebSocket v5.channel.k8s.io) through relay and agent to
-    the streaming fixture, which stands in for a kubelet-backed API server:
-    stdin reaches it, stdout comes back, the exit status arrives, and the
-    upstream saw the caller impersonated with the agent's own credential."""
+@pytest.fixture(scope="module")
+def streams(env):
+    """A second agent, in front of the streaming fixture (tests/stream_fixture.py),
+    reached through its own hybrid connection and relay_pipe."""
     from stream_fixture import StreamFixture
     fx = StreamFixture(os.path.join(env.hub.dir, "server.pem"), os.path.join(env.hub.dir, "server.key"))
-    keyfile = os.path.join(env.dir, "relay.key")
     log = open(os.path.join(env.dir, "agent-streams.log"), "w")
     agent = subprocess.Popen([
         os.path.join(BUILD, "bin", "clusterconnect-agent"), "--relay", env.hub.url(), "--hybrid-connection",
-        HC_STREAMS, "--key-name", "root", "--key-file", keyfile, "--relay-ca", env.hub.ca,
+        HC_STREAMS, "--key-name", "root", "--key-file", os.path.join(env.dir, "relay.key"), "--relay-ca", env.hub.ca,
         "--apiserver", "https://127.0.0.1:%d" % fx.port, "--apiserver-ca", env.hub.ca,
         "--token-file", env.agent_token, "--issuer", env.issuer.issuer, "--audience", env.issuer.audience,
         "--jwks-file", env.issuer.jwks_file, "--health-listen", "127.0.0.1:0", "--channels", "1"],
         stdout=log, stderr=subprocess.STDOUT)
     pipe = RelayPipe(env.hub, HC_STREAMS, env.hub.token(HC_STREAMS))
-    try:
-        deadline = time.time() + 10
-        while '"channel.up"' not in open(log.name).read():
-            assert time.time() < deadline and agent.poll() is None, open(log.name).read()
-            time.sleep(0.1)
-        tok = env.issuer.mint("oid-alice", groups=["group-team"])
-        kc = tmp_path / "kc"
-        kc.write_text("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:%d', "
-                      "certificate-authority: '%s'}\nusers:\n- name: u\n  user: {token: '%s'}\ncontexts:\n- name: c\n"
-                      "  context: {cluster: c, user: u}\ncurrent-context: c\n" % (pipe.port, env.hub.ca, tok))
-        r = subprocess.run([env.kube.kubectl_path, "--kubeconfig", str(kc), "exec", "-i", "web", "--", "cat"],
-                           input="hello through the relay\n", capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stderr + open(log.name).read()[-2000:]
-        assert r.stdout == "HELLO THROUGH THE RELAY\n"
-        execs = [h for m, t, h in fx.requests if t.split("?")[0].endswith("/exec")]
-        assert execs, fx.requests
-        h = execs[-1]
-        assert h["impersonate-user"] == ["oid-alice"] and h["impersonate-group"] == ["group-team"]
-        assert h["authorization"] == ["Bearer " + open(env.agent_token).read().strip()]
-    finally:
-        pipe.close()
-        agent.terminate()
-        agent.wait(10)
-        fx.close()
+    deadline = time.time() + 10
+    while '"channel.up"' not in open(log.name).read():
+        assert time.time() < deadline and agent.poll() is None, open(log.name).read()
+        time.sleep(0.1)
+    yield fx, pipe, log
+    pipe.close()
+    agent.terminate()
+    agent.wait(10)
+    fx.close()
+
+
+def test_exec_streams_both_ways_through_the_streaming_fixture(env, streams, tmp_path):
+    """kubectl exec (WebSocket v5.channel.k8s.io) through relay and agent to
+    the streaming fixture, which stands in for a kubelet-backed API server:
+    stdin reaches it, stdout comes back, the exit status arrives, and the
+    upstream saw the caller impersonated with the agent's own credential."""
+    fx, pipe, log = streams
+    tok = env.issuer.mint("oid-alice", groups=["group-team"])
+    kc = tmp_path / "kc"
+    kc.write_text("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:%d', "
+                  "certificate-authority: '%s'}\nusers:\n- name: u\n  user: {token: '%s'}\ncontexts:\n- name: c\n"
+                  "  context: {cluster: c, user: u}\ncurrent-context: c\n" % (pipe.port, env.hub.ca, tok))
+    r = subprocess.run([env.kube.kubectl_path, "--kubeconfig", str(kc), "exec", "-i", "web", "--", "cat"],
+                       input="hello through the relay\n", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr + open(log.name).read()[-2000:]
+    assert r.stdout == "HELLO THROUGH THE RELAY\n"
+    execs = [h for m, t, h in fx.requests if t.split("?")[0].endswith("/exec")]
+    assert execs, fx.requests
+    h = execs[-1]
+    assert h["impersonate-user"] == ["oid-alice"] and h["impersonate-group"] == ["group-team"]
+    assert h["authorization"] == ["Bearer " + open(env.agent_token).read().strip()]
+
+
+def test_spdy_upgrade_becomes_a_byte_pipe(env, streams):
+    """The port-forward upgrade (Upgrade: SPDY/3.1) turns the stream into a
+    plain byte pipe both ways once the upstream answers 101. (SPDY framing
+    itself is the client's and kubelet's business; the agent only pipes.)"""
+    import socket
+    import ssl
+    fx, pipe, log = streams
+    tok = env.issuer.mint("oid-alice")
+    s = ssl.create_default_context(cafile=env.hub.ca).wrap_socket(
+        socket.create_connection(("127.0.0.1", pipe.port), timeout=10), server_hostname="127.0.0.1")
+    s.sendall(("POST /api/v1/namespaces/default/pods/web/portforward HTTP/1.1\r\nHost: x\r\n"
+               "Authorization: Bearer %s\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+               "X-Stream-Protocol-Version: portforward.k8s.io\r\nContent-Length: 0\r\n\r\n" % tok).encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    rest = head.split(b"\r\n\r\n", 1)[1]
+    for msg in (b"first bytes", b"\x00\x01binary\xff" * 1000):
+        s.sendall(msg)
+        got = rest
+        while len(got) < len(msg):
+            got += s.recv(65536)
+        rest = b""
+        assert got == msg.upper()
+    s.close()
+    pf = [h for m, t, h in fx.requests if t.endswith("/portforward")][-1]
+    assert pf["impersonate-user"] == ["oid-alice"]
