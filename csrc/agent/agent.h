@@ -23,6 +23,7 @@ typedef struct agent_cfg {
     const char *issuer;     /* trusted OIDC issuer (NULL: none) */
     const char *audience;
     const char *jwks_file;
+    const char *groups_file; /* group source for tokens with a groups overage */
 } agent_cfg;
 
 typedef struct agent {
@@ -47,6 +48,12 @@ void channel_stop_all(agent_t *a);
 void fwd_accept(agent_t *a, const char *address);
 
 int agent_reload_token(agent_t *a);
+/* Groups of `oid` from the configured source (--groups-file, a JSON object
+ * mapping object ids to arrays of group ids), for tokens whose groups
+ * overflowed into an overage claim. Returns the count (>= 0, *out malloc'd,
+ * free with agent_free_groups) or -1 when there is no source or no entry. */
+int agent_lookup_groups(agent_t *a, const char *oid, char ***out);
+void agent_free_groups(char **g, int n);
 int agent_reload_jwks(agent_t *a);
 
 #endif

@@ -168,9 +168,21 @@ static int forward_head(fwd *f, const http_request *req)
             n = snprintf(line, sizeof line, "Impersonate-Group: %s\r\n", cl.groups[g]);
             bad = put(out, &o, line, (size_t)n);
         }
-        if (cl.groups_overage)
-            log_kv(LOG_WARN, "request.groups_overage", "user", user, "note",
-                   "token carries a group overage claim; no group source is configured", NULL);
+        if (cl.groups_overage && !cl.ngroups) {
+            /* Too many groups for the token: ask the configured source
+             * rather than refusing the user (Microsoft's agent refuses). */
+            char **extra = NULL;
+            int ng = agent_lookup_groups(a, user, &extra);
+            if (ng < 0)
+                log_kv(LOG_WARN, "request.groups_overage", "user", user, "note",
+                       a->cfg.groups_file ? "no entry in the groups file" : "no --groups-file configured", NULL);
+            for (int g = 0; g < ng && !bad; g++) {
+                n = snprintf(line, sizeof line, "Impersonate-Group: %s\r\n", extra[g]);
+                bad = put(out, &o, line, (size_t)n);
+            }
+            if (ng > 0)
+                agent_free_groups(extra, ng);
+        }
     }
     bad = bad || put(out, &o, "\r\n", 2);
     char path[512];

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "agent.h"
 #include "conn.h"
 #include "http.h"
@@ -40,6 +42,8 @@ static const char usage[] =
     "  --issuer URL --audience AUD --jwks-file FILE\n"
     "                           trusted OIDC issuer whose tokens are verified and impersonated;\n"
     "                           other bearer tokens pass through to the API server untouched\n"
+    "  --groups-file FILE       groups for tokens with a groups overage claim (JSON: {\"<oid>\": [\"<group>\", ...]});\n"
+    "                           re-read on each such token\n"
     "Other:\n"
     "  --health-listen ADDR:PORT  /healthz, /readyz (a channel is up), /metrics (default 127.0.0.1:8081)\n"
     "  --log-level LEVEL        debug, info, warn, error\n"
@@ -91,6 +95,39 @@ int agent_reload_jwks(agent_t *a)
     jwt_keyset_free(&a->keys);
     a->keys = ks;
     return 0;
+}
+
+#define GROUPS_FILE_MAX (8 << 20)
+
+int agent_lookup_groups(agent_t *a, const char *oid, char ***out)
+{
+    *out = NULL;
+    if (!a->cfg.groups_file)
+        return -1;
+    char *buf = malloc(GROUPS_FILE_MAX);
+    if (!buf)
+        return -1;
+    int n = read_file(a->cfg.groups_file, buf, GROUPS_FILE_MAX);
+    cJSON *root = n > 0 ? cJSON_ParseWithLength(buf, (size_t)n) : NULL;
+    free(buf);
+    const cJSON *arr = root ? cJSON_GetObjectItemCaseSensitive(root, oid) : NULL;
+    int cnt = -1;
+    if (cJSON_IsArray(arr) && cJSON_GetArraySize(arr) <= JWT_MAX_GROUPS) {
+        *out = calloc((size_t)cJSON_GetArraySize(arr) + 1, sizeof(char *));
+        cnt = 0;
+        const cJSON *g;
+        cJSON_ArrayForEach(g, arr) if (*out && cJSON_IsString(g) && strlen(g->valuestring) < 256)(*out)[cnt++] =
+            strdup(g->valuestring);
+    }
+    cJSON_Delete(root);
+    return cnt;
+}
+
+void agent_free_groups(char **g, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(g[i]);
+    free(g);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -210,6 +247,8 @@ int main(int argc, char **argv)
             c->audience = argv[i = need(i, argc, a)];
         } else if (!strcmp(a, "--jwks-file")) {
             c->jwks_file = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--groups-file")) {
+            c->groups_file = argv[i = need(i, argc, a)];
         } else if (!strcmp(a, "--health-listen")) {
             health_addr = argv[i = need(i, argc, a)];
         } else if (!strcmp(a, "--log-level")) {

@@ -1,6 +1,7 @@
 """clusterconnect-agent end to end: real kube-apiserver, arc-hub relay,
 the agent, and real kubectl (through the relay_pipe fixture standing in
 for the proxy until issue 5)."""
+import json
 import os
 import shutil
 import subprocess
@@ -58,6 +59,10 @@ def env():
     k.kubectl("create", "clusterrolebinding", "team-reads", "--clusterrole=pod-reader", "--group=group-team")
     k.kubectl("run", "web", "--image=nginx", "-n", "default")
     e.issuer = TestIssuer(e.dir)
+    # The overage case: a user in more groups than a token can carry.
+    e.groups_file = os.path.join(e.dir, "groups.json")
+    with open(e.groups_file, "w") as f:
+        json.dump({"oid-many": ["group-%03d" % i for i in range(250)] + ["group-team"]}, f)
     e.hub = start_hub(os.path.join(e.dir, "hub"), ["--ping-interval", "1"], config={
         "namespaceRules": [{"name": "root", "key": ROOT_KEY, "rights": ["Listen", "Send", "Manage"]}],
         "hybridConnections": [{"name": HC}, {"name": HC_STREAMS}]}) \
@@ -76,6 +81,7 @@ def env():
         "--apiserver", "https://127.0.0.1:%d" % k.port, "--apiserver-ca", os.path.join(k.dir, "ca.pem"),
         "--token-file", e.agent_token, "--issuer", e.issuer.issuer, "--audience", e.issuer.audience,
         "--jwks-file", e.issuer.jwks_file, "--health-listen", "127.0.0.1:%d" % e.health_port,
+        "--groups-file", e.groups_file,
         "--ping-interval", "1"],
         stdout=e.agent_log, stderr=subprocess.STDOUT)
     deadline = time.time() + 10
@@ -120,6 +126,18 @@ def test_entra_user_with_binding_lists_pods(env):
 def test_group_membership_is_impersonated(env):
     r = kubectl(env, env.issuer.mint("oid-bob", groups=["group-team"]), "get", "pods", "-A")
     assert r.returncode == 0, r.stderr
+
+
+def test_group_overage_is_resolved_from_the_configured_source(env):
+    """More than 200 groups: the token carries an overage marker instead of
+    groups; the agent asks --groups-file and impersonates all 251."""
+    overage = {"_claim_names": {"groups": "src1"},
+               "_claim_sources": {"src1": {"endpoint": "https://graph.example/getMemberObjects"}}}
+    r = kubectl(env, env.issuer.mint("oid-many", extra=overage), "get", "pods", "-A")
+    assert r.returncode == 0, r.stderr  # allowed only through the group-team binding
+    r = kubectl(env, env.issuer.mint("oid-unknown", extra=overage), "get", "pods", "-A")
+    assert r.returncode != 0 and 'User "oid-unknown" cannot list' in r.stderr
+    assert "no entry in the groups file" in agent_log(env)
 
 
 def test_unbound_user_gets_apiservers_403(env):
