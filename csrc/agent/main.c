@@ -280,8 +280,8 @@ int main(int argc, char **argv)
                         "CK_RELAY_KEY) and --apiserver (see --help)\n");
         return 2;
     }
-    if (c->channels < 1 || c->channels > 25 || c->token_ttl < 60 || c->ping_ms < 100) {
-        fprintf(stderr, "clusterconnect-agent: --channels 1..25, --token-ttl >= 60, --ping-interval >= 0.1\n");
+    if (c->channels < 1 || c->channels > 25 || c->token_ttl < 10 || c->ping_ms < 100) {
+        fprintf(stderr, "clusterconnect-agent: --channels 1..25, --token-ttl >= 10, --ping-interval >= 0.1\n");
         return 2;
     }
     if (c->issuer && (!c->audience || !c->jwks_file)) {

@@ -331,3 +331,24 @@ def test_spdy_upgrade_becomes_a_byte_pipe(env, streams):
     s.close()
     pf = [h for m, t, h in fx.requests if t.endswith("/portforward")][-1]
     assert pf["impersonate-user"] == ["oid-alice"]
+
+
+def test_listen_token_is_renewed_before_it_expires(env):
+    """With a 12 s listen token the relay would close the channel with 1008
+    at expiry; the agent renews it (renewToken) in time and stays up."""
+    log = open(os.path.join(env.dir, "agent-renew.log"), "w")
+    agent = subprocess.Popen([
+        os.path.join(BUILD, "bin", "clusterconnect-agent"), "--relay", env.hub.url(), "--hybrid-connection", HC,
+        "--key-name", "root", "--key-file", os.path.join(env.dir, "relay.key"), "--relay-ca", env.hub.ca,
+        "--apiserver", "https://127.0.0.1:%d" % env.kube.port, "--apiserver-ca", os.path.join(env.kube.dir, "ca.pem"),
+        "--token-file", env.agent_token, "--health-listen", "127.0.0.1:0", "--channels", "1", "--token-ttl", "12"],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(16)
+        text = open(log.name).read()
+        assert agent.poll() is None, text
+        assert text.count('"channel.up"') == 1, text  # never had to reconnect
+        assert '"channel.renewed"' in text and '"channel.down"' not in text, text
+    finally:
+        agent.terminate()
+        agent.wait(10)
