@@ -154,7 +154,9 @@ static int forward_head(fwd *f, const http_request *req)
               put(out, &o, req->target, req->target_len) || put(out, &o, " HTTP/1.1\r\n", 11);
     for (size_t i = 0; i < req->nheaders && !bad; i++) {
         const http_header *h = &req->headers[i];
-        if (impersonate && h == auth)
+        /* Every Authorization header goes, not just the first: the API
+         * server must see the agent's credential and nothing else. */
+        if (impersonate && http_eq(h->name, h->name_len, "Authorization"))
             continue;
         bad = put(out, &o, h->name, h->name_len) || put(out, &o, ": ", 2) || put(out, &o, h->value, h->value_len) ||
               put(out, &o, "\r\n", 2);

@@ -161,6 +161,32 @@ def test_bad_user_tokens_get_401(env, case):
     assert "Unauthorized" in r.stderr or "must be logged in" in r.stderr, r.stderr
 
 
+def test_second_authorization_header_is_dropped_when_impersonating(env):
+    """A client adding its own second Authorization header must not change
+    whose credential the API server sees: only the agent's goes upstream."""
+    import socket
+    import ssl
+    k = env.kube
+    k.kubectl("create", "serviceaccount", "sneaky", "-n", "default")
+    sa = k.kubectl("create", "token", "sneaky", "-n", "default").stdout.strip()
+    s = ssl.create_default_context(cafile=env.hub.ca).wrap_socket(
+        socket.create_connection(("127.0.0.1", env.pipe.port), timeout=20), server_hostname="127.0.0.1")
+    s.sendall(("GET /api/v1/pods HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nAuthorization: Bearer %s\r\n"
+               "Connection: close\r\n\r\n" % (env.issuer.mint("oid-mallory"), sa)).encode())
+    resp = b""
+    while b"\r\n\r\n" not in resp:
+        resp += s.recv(65536)
+    head, body = resp.split(b"\r\n\r\n", 1)
+    length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+    while len(body) < length:
+        body += s.recv(65536)
+    s.close()
+    resp = head + b"\r\n\r\n" + body
+    assert resp.startswith(b"HTTP/1.1 403"), resp[:200]
+    # The API server judged the agent impersonating oid-mallory, not the SA token.
+    assert b'User \\"oid-mallory\\" cannot list' in resp or b'User "oid-mallory" cannot list' in resp, resp
+
+
 def test_client_impersonation_is_refused(env):
     r = kubectl(env, env.issuer.mint("oid-alice"), "get", "pods", "-A", "--as=system:admin")
     assert r.returncode != 0
