@@ -66,6 +66,12 @@ class RelayPipe:
                     c.sendall(payload)
         except (Closed, OSError, TimeoutError):
             pass
+        # shutdown() first: close() alone does not send FIN while the other
+        # thread is still blocked reading this socket.
+        try:
+            c.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         c.close()
 
     def close(self):
