@@ -63,10 +63,10 @@ def env():
     e.groups_file = os.path.join(e.dir, "groups.json")
     with open(e.groups_file, "w") as f:
         json.dump({"oid-many": ["group-%03d" % i for i in range(250)] + ["group-team"]}, f)
+    os.makedirs(os.path.join(e.dir, "hub"))
     e.hub = start_hub(os.path.join(e.dir, "hub"), ["--ping-interval", "1"], config={
         "namespaceRules": [{"name": "root", "key": ROOT_KEY, "rights": ["Listen", "Send", "Manage"]}],
-        "hybridConnections": [{"name": HC}, {"name": HC_STREAMS}]}) \
-        if os.makedirs(os.path.join(e.dir, "hub")) is None else None
+        "hybridConnections": [{"name": HC}, {"name": HC_STREAMS}]})
     keyfile = os.path.join(e.dir, "relay.key")
     with open(keyfile, "w") as f:
         f.write(ROOT_KEY)
