@@ -12,7 +12,7 @@ SHELL := /bin/bash
 CC      ?= cc
 CLANG   ?= clang
 BUILD   ?= build
-PKGS     = libuv libcjson openssl
+PKGS     = libuv libcjson openssl sqlite3 yaml-0.1
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 
@@ -50,21 +50,24 @@ $(BUILD)/bin/clusterconnect-agent: $(AGENT_SRC) $(AGENT_HDR) $(BUILD)/lib/libck.
 	$(CC) $(ALL_CFLAGS) -Icsrc/agent $(AGENT_SRC) $(BUILD)/lib/libck.a $(PKG_LIBS) -o $@
 
 # Test binaries compile the core sources themselves so that the whole
-# module under test carries the sanitizers.
-$(BUILD)/tests/test_%: csrc/tests/test_%.c csrc/tests/check.h $(CORE_SRC) $(CORE_HDR)
+# module under test carries the sanitizers. A test or fuzz target named
+# after a hub or proxy module (test_store, fuzz_kubeconfig) also gets that
+# module's source.
+MODULE_SRC = $(wildcard csrc/hub/$*.c csrc/proxy/$*.c)
+.SECONDEXPANSION:
+$(BUILD)/tests/test_%: csrc/tests/test_%.c csrc/tests/check.h $(CORE_SRC) $(CORE_HDR) $$(MODULE_SRC)
 	@mkdir -p $(BUILD)/tests
-	$(CC) $(ALL_CFLAGS) $(SAN) -O1 $< $(CORE_SRC) $(PKG_LIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -Icsrc/hub -Icsrc/proxy $< $(CORE_SRC) $(MODULE_SRC) $(PKG_LIBS) -o $@
 
 tests: $(TESTS)
 check: tests
 	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done
 
-# The hub's config parser is fuzzed too; it is the only hub file a target needs.
-$(BUILD)/fuzz/fuzz_%: csrc/fuzz/fuzz_%.c $(CORE_SRC) $(CORE_HDR) csrc/hub/hubcfg.c
+$(BUILD)/fuzz/fuzz_%: csrc/fuzz/fuzz_%.c $(CORE_SRC) $(CORE_HDR) $$(MODULE_SRC)
 	@mkdir -p $(BUILD)/fuzz
-	$(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -Icsrc/core -Icsrc/hub $(PKG_CFLAGS) \
+	$(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -Icsrc/core -Icsrc/hub -Icsrc/proxy $(PKG_CFLAGS) \
 	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	  $< $(CORE_SRC) $(if $(findstring hubcfg,$@),csrc/hub/hubcfg.c) $(PKG_LIBS) -o $@
+	  $< $(CORE_SRC) $(MODULE_SRC) $(PKG_LIBS) -o $@
 
 # Runs every target for FUZZ_SECONDS each from the checked-in corpus.
 FUZZ_SECONDS ?= 20

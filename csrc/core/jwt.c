@@ -361,3 +361,75 @@ int jwt_peek_issuer(const char *token, size_t n, char *out, size_t cap)
     cJSON_Delete(pl);
     return rc;
 }
+
+long jwt_sign_rs256(EVP_PKEY *key, const char *kid, const char *payload_json, char *out, size_t cap)
+{
+    if (!key || EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA)
+        return -1;
+    char head[256];
+    int hl = snprintf(head, sizeof head, "{\"alg\":\"RS256\",\"typ\":\"JWT\",\"kid\":\"%s\"}", kid);
+    if (hl < 0 || (size_t)hl >= sizeof head || strchr(kid, '"') || strchr(kid, '\\'))
+        return -1;
+    long a = enc_b64url_encode((const uint8_t *)head, (size_t)hl, out, cap);
+    if (a < 0 || (size_t)a + 2 >= cap)
+        return -1;
+    out[a++] = '.';
+    long b = enc_b64url_encode((const uint8_t *)payload_json, strlen(payload_json), out + a, cap - (size_t)a);
+    if (b < 0)
+        return -1;
+    size_t signed_len = (size_t)(a + b);
+    uint8_t sig[1024];
+    size_t siglen = sizeof sig;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok = md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) == 1 &&
+             EVP_DigestSign(md, sig, &siglen, (const unsigned char *)out, signed_len) == 1;
+    EVP_MD_CTX_free(md);
+    ERR_clear_error();
+    if (!ok || signed_len + 2 >= cap)
+        return -1;
+    out[signed_len] = '.';
+    long c = enc_b64url_encode(sig, siglen, out + signed_len + 1, cap - signed_len - 1);
+    if (c < 0)
+        return -1;
+    return (long)(signed_len + 1 + (size_t)c);
+}
+
+static long bn_b64url(EVP_PKEY *key, const char *param, char *out, size_t cap)
+{
+    BIGNUM *bn = NULL;
+    uint8_t raw[1024];
+    if (EVP_PKEY_get_bn_param(key, param, &bn) != 1 || BN_num_bytes(bn) > (int)sizeof raw) {
+        BN_free(bn);
+        return -1;
+    }
+    int n = BN_bn2bin(bn, raw);
+    BN_free(bn);
+    return enc_b64url_encode(raw, (size_t)n, out, cap);
+}
+
+long jwt_jwk_rsa(EVP_PKEY *key, const char *kid, char *out, size_t cap)
+{
+    char n[1400], e[16];
+    if (!key || EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA || bn_b64url(key, OSSL_PKEY_PARAM_RSA_N, n, sizeof n) < 0 ||
+        bn_b64url(key, OSSL_PKEY_PARAM_RSA_E, e, sizeof e) < 0)
+        return -1;
+    int w = snprintf(out, cap, "{\"kty\":\"RSA\",\"use\":\"sig\",\"alg\":\"RS256\",\"kid\":\"%s\",\"n\":\"%s\",\"e\":\"%s\"}",
+                     kid, n, e);
+    return (w < 0 || (size_t)w >= cap) ? -1 : w;
+}
+
+int jwt_kid_rsa(EVP_PKEY *key, char out[17])
+{
+    BIGNUM *bn = NULL;
+    uint8_t raw[1024], md[32];
+    if (!key || EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_N, &bn) != 1 || BN_num_bytes(bn) > (int)sizeof raw) {
+        BN_free(bn);
+        return -1;
+    }
+    int n = BN_bn2bin(bn, raw);
+    BN_free(bn);
+    unsigned mdlen = 0;
+    if (EVP_Digest(raw, (size_t)n, md, &mdlen, EVP_sha256(), NULL) != 1)
+        return -1;
+    return enc_hex(md, 8, out, 17) < 0 ? -1 : 0;
+}

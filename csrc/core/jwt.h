@@ -80,4 +80,16 @@ int jwt_peek_issuer(const char *token, size_t n, char *out, size_t cap);
 
 const char *jwt_strerror(int rc);
 
+/* Issuing, for arc-hub's test and demo identity provider: signs
+ * `payload_json` as an RS256 JWT with header {"alg":"RS256","typ":"JWT",
+ * "kid":kid}. Writes a NUL-terminated token; returns its length or -1
+ * (key not RSA, or cap too small). */
+long jwt_sign_rs256(EVP_PKEY *key, const char *kid, const char *payload_json, char *out, size_t cap);
+/* The public half of an RSA key as one JWK object
+ * {"kty":"RSA","use":"sig","alg":"RS256","kid":...,"n":...,"e":...}.
+ * Returns the length written or -1. */
+long jwt_jwk_rsa(EVP_PKEY *key, const char *kid, char *out, size_t cap);
+/* A stable key id: hex of the first 8 bytes of SHA-256 over the modulus. */
+int jwt_kid_rsa(EVP_PKEY *key, char out[17]);
+
 #endif

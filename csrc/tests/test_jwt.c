@@ -197,12 +197,44 @@ static void b64url(void)
     CHECK_STR(s, "-_8");
 }
 
+/* What the hub's identity provider issues must pass the agent's verifier
+ * through the JWK it publishes, and nothing else's key. */
+static void sign_roundtrip(void)
+{
+    char kid[17], jwk[2048], jwks[2100], tok[4096], err[JWT_ERRLEN];
+    CHECK_EQ(jwt_kid_rsa(rsa, kid), 0);
+    CHECK_EQ(strlen(kid), 16);
+    long jl = jwt_jwk_rsa(rsa, kid, jwk, sizeof jwk);
+    CHECK(jl > 0);
+    snprintf(jwks, sizeof jwks, "{\"keys\":[%s]}", jwk);
+    jwt_keyset own;
+    CHECK_EQ(jwt_keyset_parse(jwks, strlen(jwks), &own, err), 1);
+    long tl = jwt_sign_rs256(rsa, kid, claims(now + 600, now, "\"api://agent\"", NULL), tok, sizeof tok);
+    CHECK(tl > 0 && (size_t)tl == strlen(tok));
+    jwt_claims c;
+    jwt_expect w = {"https://issuer.test/t1/v2.0", "api://agent", now, 60};
+    CHECK_EQ(jwt_verify(tok, (size_t)tl, &own, &w, &c, err), JWT_OK);
+    CHECK_STR(c.oid, "0000-oid");
+    jwt_claims_free(&c);
+    /* Signed by another key under the same kid: refused. */
+    CHECK(jwt_sign_rs256(rsa_other, kid, payload, tok, sizeof tok) > 0);
+    CHECK_EQ(jwt_verify(tok, strlen(tok), &own, &w, &c, err), JWT_ERR_SIGNATURE);
+    jwt_claims_free(&c);
+    /* Small buffers and EC keys are refused, never overrun. */
+    CHECK_EQ(jwt_sign_rs256(rsa, kid, payload, tok, 100), -1);
+    CHECK_EQ(jwt_sign_rs256(ec, kid, payload, tok, sizeof tok), -1);
+    CHECK_EQ(jwt_jwk_rsa(rsa, kid, jwk, 64), -1);
+    CHECK_EQ(jwt_sign_rs256(rsa, "a\"b", payload, tok, sizeof tok), -1);
+    jwt_keyset_free(&own);
+}
+
 int main(void)
 {
     TEST(setup);
     TEST(valid_tokens);
     TEST(refusals);
     TEST(b64url);
+    TEST(sign_roundtrip);
     jwt_keyset_free(&ks);
     EVP_PKEY_free(rsa);
     EVP_PKEY_free(rsa_other);
