@@ -4,6 +4,7 @@
 #include "enc.h"
 
 #include <openssl/rand.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char b64chars[] =
@@ -211,4 +212,16 @@ long enc_hex(const uint8_t *in, size_t n, char *out, size_t cap)
 int enc_random(uint8_t *buf, size_t n)
 {
     return RAND_bytes(buf, (int)n) == 1 ? 0 : -1;
+}
+
+int enc_uuid4(char out[37])
+{
+    uint8_t b[16];
+    if (enc_random(b, sizeof b) < 0)
+        return -1;
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3],
+             b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+    return 0;
 }

@@ -31,6 +31,10 @@ long enc_pct_encode(const char *in, size_t n, char *out, size_t cap);
 /* Lower-case hex; writes a NUL. */
 long enc_hex(const uint8_t *in, size_t n, char *out, size_t cap);
 
+/* A random (version 4) UUID in lower case, as ARM and Entra print them.
+ * Returns 0 or -1. */
+int enc_uuid4(char out[37]);
+
 /* Fills buf with n bytes from the OS CSPRNG. Returns 0 or -1. */
 int enc_random(uint8_t *buf, size_t n);
 

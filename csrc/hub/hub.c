@@ -13,6 +13,11 @@ struct front {
     conn_t *c;
     size_t last_len;
     uint64_t started;
+    /* A body that did not arrive with its head: head and body are copied
+     * here (bounded by max_body) until complete. */
+    char *acc;
+    size_t acc_len, acc_need;
+    unsigned served; /* API requests answered on this connection */
     front *prev, *next;
 };
 
@@ -74,6 +79,7 @@ const conn_cbs hub_answered_cbs = {.on_data = ignore_data};
 static void front_done(front *f)
 {
     front_unlink(f);
+    free(f->acc);
     free(f);
 }
 
@@ -93,9 +99,52 @@ static void serve_local(hub_t *h, conn_t *c, const http_request *req, url_slice 
     hub_reply(c, 200, NULL, "text/plain; version=0.0.4", metrics);
 }
 
-static size_t front_on_data(conn_t *c, uint8_t *data, size_t len)
+/* Leaves the front door for a final owner (relay) or a final answer. */
+static void front_leave(front *f, conn_t *c)
 {
-    front *f = conn_data(c);
+    front_done(f);
+    conn_set_data(c, NULL);
+    conn_set_cbs(c, &hub_answered_cbs);
+}
+
+static int wants_keepalive(const http_request *req)
+{
+    const http_header *ch = http_find(req->headers, req->nheaders, "Connection");
+    if (ch && http_has_token(ch->value, ch->value_len, "close"))
+        return 0;
+    if (req->minor_version == 0)
+        return ch && http_has_token(ch->value, ch->value_len, "keep-alive");
+    return 1;
+}
+
+/* Runs the API handler on a complete request and writes its answer.
+ * Returns 1 when the connection stays open for another request. */
+static int serve_api(front *f, const http_request *req, url_slice path, url_slice query, const char *body,
+                     size_t blen)
+{
+    hub_t *h = f->h;
+    api_req ar = {.http = req, .path = path, .query = query, .body = body, .body_len = blen, .peer = conn_peer(f->c)};
+    api_resp resp = {0};
+    if (!h->o.api || !h->o.api(h->o.api_ud, &ar, &resp))
+        api_error(&resp, 404, "NotFound", "No route for %s %.*s.", http_eq(req->method, req->method_len, "GET") ? "GET" : "this method", (int)(path.n > 200 ? 200 : path.n), path.p);
+    int keep = wants_keepalive(req) && !h->closing;
+    char head[1024];
+    size_t blen_out = resp.body ? strlen(resp.body) : 0;
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
+                     "x-ms-request-id: %08x\r\n%s%s\r\n",
+                     resp.status, http_reason(resp.status), resp.ctype ? resp.ctype : "text/plain", blen_out,
+                     (unsigned)(hub_now_ms() ^ (uintptr_t)f), resp.headers, keep ? "" : "Connection: close\r\n");
+    conn_write2(f->c, head, (size_t)n, resp.body, blen_out);
+    free(resp.body);
+    f->served++;
+    return keep;
+}
+
+/* One request head (and body) from `data`; returns bytes consumed, 0 when
+ * more are needed, or (size_t)-1 after the connection changed owner. */
+static size_t front_one(front *f, conn_t *c, uint8_t *data, size_t len)
+{
     hub_t *h = f->h;
     http_request req;
     int rc = http_parse_request((const char *)data, len, f->last_len, NULL, &req);
@@ -103,33 +152,109 @@ static size_t front_on_data(conn_t *c, uint8_t *data, size_t len)
         f->last_len = len;
         return 0;
     }
-    front_done(f);
-    conn_set_data(c, NULL);
-    conn_set_cbs(c, &hub_answered_cbs);
-    if (rc == HTTP_BAD) {
-        hub_reply(c, 400, NULL, "text/plain", "malformed HTTP request\n");
-        return len;
-    }
-    if (rc == HTTP_TOO_LARGE) {
-        hub_reply(c, 431, NULL, "text/plain", "request head too large\n");
-        return len;
+    if (rc == HTTP_BAD || rc == HTTP_TOO_LARGE) {
+        front_leave(f, c);
+        hub_reply(c, rc == HTTP_BAD ? 400 : 431, NULL, "text/plain",
+                  rc == HTTP_BAD ? "malformed HTTP request\n" : "request head too large\n");
+        return (size_t)-1;
     }
     url_slice path, query;
     url_split_target(req.target, req.target_len, &path, &query);
-    if (path.n > 5 && (memcmp(path.p, "/$hc/", 5) == 0)) {
-        url_slice rest = {path.p + 5, path.n - 5};
+    url_slice rest = {0};
+    if (path.n > 5 && memcmp(path.p, "/$hc/", 5) == 0)
+        rest = (url_slice){path.p + 5, path.n - 5};
+    else if (path.n > 7 && memcmp(path.p, "/%24hc/", 7) == 0)
+        rest = (url_slice){path.p + 7, path.n - 7};
+    if (rest.p) {
+        front_leave(f, c);
         relay_handle(h->relay, c, &req, rest, query);
-    } else if (path.n > 7 && memcmp(path.p, "/%24hc/", 7) == 0) {
-        url_slice rest = {path.p + 7, path.n - 7};
-        relay_handle(h->relay, c, &req, rest, query);
-    } else if ((path.n == 8 && memcmp(path.p, "/healthz", 8) == 0) ||
-               (path.n == 8 && memcmp(path.p, "/metrics", 8) == 0)) {
-        serve_local(h, c, &req, path);
-    } else {
-        hub_reply(c, 404, NULL, "application/json",
-                  "{\"error\":{\"code\":\"NotFound\",\"message\":\"No route for this path.\"}}");
+        return (size_t)-1;
     }
-    return (size_t)rc;
+    if ((path.n == 8 && memcmp(path.p, "/healthz", 8) == 0) || (path.n == 8 && memcmp(path.p, "/metrics", 8) == 0)) {
+        front_leave(f, c);
+        serve_local(h, c, &req, path);
+        return (size_t)-1;
+    }
+    uint64_t blen = 0;
+    int kind = http_request_body(&req, &blen);
+    if (kind == HTTP_BAD || kind == HTTP_BODY_CHUNKED) {
+        front_leave(f, c);
+        if (kind == HTTP_BAD)
+            hub_reply(c, 400, NULL, "application/json",
+                      "{\"error\":{\"code\":\"BadRequest\",\"message\":\"Invalid request framing.\"}}");
+        else
+            hub_reply(c, 411, NULL, "application/json",
+                      "{\"error\":{\"code\":\"LengthRequired\",\"message\":\"Send the body with Content-Length.\"}}");
+        return (size_t)-1;
+    }
+    if (blen > h->o.max_body) {
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "{\"error\":{\"code\":\"RequestEntityTooLarge\",\"message\":\"The body exceeds %zu bytes.\"}}",
+                 h->o.max_body);
+        front_leave(f, c);
+        hub_reply(c, 413, NULL, "application/json", msg);
+        return (size_t)-1;
+    }
+    size_t total = (size_t)rc + (size_t)blen;
+    if (len < total) {
+        /* The body is still coming: keep head and body together, off the
+         * connection's own (smaller) buffer. */
+        f->acc = malloc(total);
+        if (!f->acc) {
+            front_leave(f, c);
+            hub_reply(c, 503, NULL, "text/plain", "out of memory\n");
+            return (size_t)-1;
+        }
+        memcpy(f->acc, data, len);
+        f->acc_len = len;
+        f->acc_need = total;
+        return len;
+    }
+    f->last_len = 0;
+    int keep = serve_api(f, &req, path, query, (const char *)data + rc, (size_t)blen);
+    if (!keep) {
+        front_leave(f, c);
+        conn_close(c, 1);
+        return (size_t)-1;
+    }
+    f->started = hub_now_ms();
+    return total;
+}
+
+static size_t front_on_data(conn_t *c, uint8_t *data, size_t len)
+{
+    front *f = conn_data(c);
+    size_t used = 0;
+    while (f && used < len) {
+        if (f->acc) {
+            size_t take = f->acc_need - f->acc_len;
+            if (take > len - used)
+                take = len - used;
+            memcpy(f->acc + f->acc_len, data + used, take);
+            f->acc_len += take;
+            used += take;
+            if (f->acc_len < f->acc_need)
+                break;
+            char *acc = f->acc;
+            size_t n = f->acc_len;
+            f->acc = NULL;
+            f->acc_len = f->acc_need = 0;
+            f->last_len = 0;
+            size_t r = front_one(f, c, (uint8_t *)acc, n);
+            free(acc);
+            if (r == (size_t)-1)
+                return len;
+            continue;
+        }
+        size_t r = front_one(f, c, data + used, len - used);
+        if (r == (size_t)-1)
+            return len;
+        if (r == 0)
+            break;
+        used += r;
+    }
+    return used;
 }
 
 static void front_on_close(conn_t *c, int err)
@@ -176,12 +301,14 @@ static void on_tick(uv_timer_t *t)
         next = f->next;
         if (now - f->started < h->o.head_timeout_ms)
             continue;
-        /* Slow or silent clients must not hold a slot forever. */
+        /* Slow or silent clients must not hold a slot forever. An idle
+         * kept-alive connection is simply closed, as servers do. */
         conn_t *c = f->c;
-        front_done(f);
-        conn_set_data(c, NULL);
-        conn_set_cbs(c, &hub_answered_cbs);
-        if (conn_is_open(c))
+        int idle = f->served && !f->acc && f->last_len == 0;
+        front_leave(f, c);
+        if (idle)
+            conn_close(c, 1);
+        else if (conn_is_open(c))
             hub_reply(c, 408, NULL, "text/plain", "request head not received in time\n");
         else
             conn_close(c, 0);

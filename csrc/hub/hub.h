@@ -1,12 +1,14 @@
-/* hub: arc-hub's front door. It terminates TLS, reads each connection's
- * first request head and routes it: /$hc/... to the relay, /healthz and
- * /metrics to itself, everything else answered 404 (the ARM control plane
- * will live behind the same door). */
+/* hub: arc-hub's front door. It terminates TLS, reads request heads and
+ * routes them: /$hc/... to the relay (the connection is the relay's from
+ * then on), /healthz and /metrics to itself, everything else with its
+ * Content-Length body to the API handler (identity provider and ARM), on
+ * kept-alive connections as az's HTTP client expects. */
 #ifndef CK_HUB_H
 #define CK_HUB_H
 #include <stdint.h>
 #include <uv.h>
 
+#include "api.h"
 #include "conn.h"
 #include "http.h"
 #include "relay.h"
@@ -15,7 +17,10 @@
 typedef struct hub_opts {
     const char *host;
     int port;
-    unsigned head_timeout_ms; /* a client must send its head within this */
+    unsigned head_timeout_ms; /* a client must send its head (and body) within this */
+    size_t max_body;          /* API request bodies above this get 413 */
+    api_handler api;          /* everything that is not relay, healthz or metrics */
+    void *api_ud;
     conn_opts conn;
 } hub_opts;
 

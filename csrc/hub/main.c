@@ -9,19 +9,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arm.h"
 #include "cert.h"
 #include "hub.h"
 #include "hubcfg.h"
+#include "idp.h"
 #include "log.h"
 #include "relay.h"
+#include "store.h"
 
 #define ARC_HUB_VERSION "0.1.0"
 
 static const char usage[] =
     "Usage: arc-hub [options]\n"
     "\n"
-    "Runs the connectedk8s hub: an Azure Relay Hybrid Connections compatible relay\n"
-    "(wss://HOST/$hc/NAME) plus /healthz and /metrics, on one TLS port.\n"
+    "Runs the connectedk8s hub on one TLS port: an Azure Relay Hybrid Connections\n"
+    "compatible relay (wss://HOST/$hc/NAME), an ARM-shaped control plane for\n"
+    "Microsoft.Kubernetes/connectedClusters and role assignments (/subscriptions/...),\n"
+    "a test/demo OIDC issuer (/adfs/..., /msi/token), /healthz and /metrics.\n"
     "\n"
     "Options:\n"
     "  --listen ADDR:PORT        address to listen on (default 127.0.0.1:8443; port 0 picks one)\n"
@@ -29,6 +34,12 @@ static const char usage[] =
     "  --dev DIR                 development mode: create (once) a CA, a server certificate for\n"
     "                            localhost/127.0.0.1/::1 and a config with a random root key in DIR\n"
     "  --config FILE             relay rules and hybrid connections (JSON; see README)\n"
+    "  --state FILE              control-plane database (SQLite; default DIR/state.db with --dev)\n"
+    "  --directory FILE          tenant, subscriptions and principals (JSON; default DIR/directory.json)\n"
+    "  --idp-key FILE            token signing key, RSA PEM, created if missing (default DIR/idp.key)\n"
+    "  --public-url URL          how clients reach this hub (default https://ADDR:PORT); the\n"
+    "                            issuer is URL/adfs, the ARM token audience URL/\n"
+    "  --credential-ttl SECONDS  lifetime of listClusterUserCredential relay tokens (default 3600)\n"
     "  --ping-interval SECONDS   ping idle listener control channels (default 30)\n"
     "  --rendezvous-timeout SEC  how long an accept address lives (default 10, max 30)\n"
     "  --stall-timeout SECONDS   close a relayed peer that stops reading (default 60)\n"
@@ -37,7 +48,23 @@ static const char usage[] =
     "  --log-level LEVEL         debug, info, warn or error (default info)\n"
     "  --version, --help\n"
     "\n"
+    "Without --state and --directory (or --dev) only the relay runs.\n"
     "It prints \"arc-hub: listening on https://ADDR:PORT\" once it accepts connections.\n";
+
+typedef struct routes {
+    idp_t *idp;
+    arm_t *arm;
+} routes;
+
+static int route_api(void *ud, const api_req *req, api_resp *resp)
+{
+    routes *r = ud;
+    if (r->idp && idp_route(r->idp, req, resp))
+        return 1;
+    if (r->arm && arm_route(r->arm, req, resp))
+        return 1;
+    return 0;
+}
 
 static uv_signal_t sigint_h, sigterm_h;
 static hub_t *g_hub;
@@ -133,7 +160,9 @@ int main(int argc, char **argv)
     char host[256] = "127.0.0.1";
     int port = 8443;
     const char *cert = NULL, *key = NULL, *cfg_path = NULL, *dev = NULL, *port_file = NULL;
-    char dev_cert[4096], dev_key[4096], dev_cfg[4096];
+    const char *state_path = NULL, *dir_path = NULL, *idp_key = NULL, *public_url = NULL;
+    char dev_cert[4096], dev_key[4096], dev_cfg[4096], dev_state[4096], dev_dir[4096], dev_idp[4096];
+    unsigned cred_ttl = 3600;
     relay_opts ro = relay_default_opts;
     unsigned v;
 
@@ -172,6 +201,28 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--dev")) {
             NEED_VAL();
             dev = val;
+        } else if (!strcmp(a, "--state")) {
+            NEED_VAL();
+            state_path = val;
+        } else if (!strcmp(a, "--directory")) {
+            NEED_VAL();
+            dir_path = val;
+        } else if (!strcmp(a, "--idp-key")) {
+            NEED_VAL();
+            idp_key = val;
+        } else if (!strcmp(a, "--public-url")) {
+            NEED_VAL();
+            if (strncmp(val, "https://", 8) != 0 || strlen(val) > 400 || val[strlen(val) - 1] == '/') {
+                fprintf(stderr, "arc-hub: --public-url wants https://HOST[:PORT] without a trailing slash\n");
+                return 2;
+            }
+            public_url = val;
+        } else if (!strcmp(a, "--credential-ttl")) {
+            NEED_VAL();
+            if (parse_uint(val, 86400, &cred_ttl) < 0 || cred_ttl < 10) {
+                fprintf(stderr, "arc-hub: --credential-ttl wants 10..86400 seconds\n");
+                return 2;
+            }
         } else if (!strcmp(a, "--port-file")) {
             NEED_VAL();
             port_file = val;
@@ -220,6 +271,7 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGPIPE, SIG_IGN);
 
+    char err0[256];
     if (dev) {
         if (prepare_dev(dev, dev_cert, dev_key, dev_cfg, sizeof dev_cert) < 0)
             return 1;
@@ -229,6 +281,23 @@ int main(int argc, char **argv)
             key = dev_key;
         if (!cfg_path)
             cfg_path = dev_cfg;
+        snprintf(dev_state, sizeof dev_state, "%s/state.db", dev);
+        snprintf(dev_dir, sizeof dev_dir, "%s/directory.json", dev);
+        snprintf(dev_idp, sizeof dev_idp, "%s/idp.key", dev);
+        if (!state_path)
+            state_path = dev_state;
+        if (!dir_path)
+            dir_path = dev_dir;
+        if (!idp_key)
+            idp_key = dev_idp;
+        if (access(dev_dir, R_OK) != 0 && idp_write_dev_directory(dev_dir, err0) < 0) {
+            fprintf(stderr, "arc-hub: %s\n", err0);
+            return 1;
+        }
+    }
+    if ((state_path != NULL) != (dir_path != NULL)) {
+        fprintf(stderr, "arc-hub: the control plane needs both --state and --directory\n");
+        return 2;
     }
     if (!cert || !key) {
         fprintf(stderr, "arc-hub: give --cert and --key (PEM files), or --dev DIR for a development setup\n");
@@ -256,7 +325,14 @@ int main(int argc, char **argv)
         return 1;
     }
     hubcfg_free(&cfg);
-    hub_opts ho = {.host = host, .port = port, .head_timeout_ms = 10000, .conn = conn_default_opts};
+    static routes rt;
+    hub_opts ho = {.host = host,
+                   .port = port,
+                   .head_timeout_ms = 10000,
+                   .max_body = 1 << 20,
+                   .api = route_api,
+                   .api_ud = &rt,
+                   .conn = conn_default_opts};
     char lerr[128];
     g_hub = hub_new(loop, tls, relay, &ho, lerr);
     if (!g_hub) {
@@ -264,6 +340,40 @@ int main(int argc, char **argv)
         return 1;
     }
     int bound = hub_port(g_hub);
+    int v6 = strchr(host, ':') != NULL;
+    char url[512];
+    if (public_url)
+        snprintf(url, sizeof url, "%s", public_url);
+    else
+        snprintf(url, sizeof url, "https://%s%s%s:%d", v6 ? "[" : "",
+                 !strcmp(host, "0.0.0.0") ? "127.0.0.1" : !strcmp(host, "::") ? "::1" : host, v6 ? "]" : "", bound);
+    store_t *store = NULL;
+    if (state_path) {
+        char key_path[4200];
+        if (!idp_key)
+            snprintf(key_path, sizeof key_path, "%s.idp.key", state_path);
+        if (!(store = store_open(state_path, err)) ||
+            !(rt.idp = idp_new(dir_path, idp_key ? idp_key : key_path, url, err))) {
+            fprintf(stderr, "arc-hub: %s\n", err);
+            return 1;
+        }
+        arm_opts ao = {.public_url = url, .credential_ttl = (int)cred_ttl};
+        if (!(rt.arm = arm_new(store, rt.idp, relay, &ao, err))) {
+            fprintf(stderr, "arc-hub: %s\n", err);
+            return 1;
+        }
+        if (dev) {
+            /* The agent verifies user tokens with this key set. */
+            char jwks_path[4200];
+            snprintf(jwks_path, sizeof jwks_path, "%s/jwks.json", dev);
+            FILE *jf = fopen(jwks_path, "w");
+            if (!jf || fputs(idp_jwks(rt.idp), jf) < 0 || fclose(jf) != 0) {
+                fprintf(stderr, "arc-hub: cannot write %s\n", jwks_path);
+                return 1;
+            }
+        }
+        printf("arc-hub: control plane at %s (issuer %s)\n", url, idp_issuer(rt.idp));
+    }
     if (port_file) {
         char tmp[4096];
         snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
@@ -277,7 +387,6 @@ int main(int argc, char **argv)
     uv_signal_init(loop, &sigterm_h);
     uv_signal_start(&sigint_h, on_signal, SIGINT);
     uv_signal_start(&sigterm_h, on_signal, SIGTERM);
-    int v6 = strchr(host, ':') != NULL;
     printf("arc-hub: listening on https://%s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", bound);
     {
         char ps[8];
@@ -286,6 +395,9 @@ int main(int argc, char **argv)
     }
     uv_run(loop, UV_RUN_DEFAULT);
     hub_free(g_hub);
+    arm_free(rt.arm);
+    idp_free(rt.idp);
+    store_close(store);
     relay_free(relay);
     tls_ctx_free(tls);
     uv_loop_close(loop);

@@ -1045,6 +1045,14 @@ int relay_remove_hc(relay_t *r, const char *name)
     return -1;
 }
 
+int relay_listeners(relay_t *r, const char *name)
+{
+    for (rhc *h = r->hcs; h; h = h->next)
+        if (strcasecmp(h->name, name) == 0)
+            return h->nlisteners;
+    return -1;
+}
+
 int relay_load_cfg(relay_t *r, const hubcfg *cfg)
 {
     if (relay_set_ns_rules(r, cfg->ns_rules, cfg->n_ns) < 0)

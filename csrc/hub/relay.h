@@ -42,6 +42,9 @@ int relay_add_hc(relay_t *r, const char *name, const sas_rule *rules, size_t n);
 /* Removes a hybrid connection; its listeners are closed with 1001. */
 int relay_remove_hc(relay_t *r, const char *name);
 int relay_load_cfg(relay_t *r, const hubcfg *cfg);
+/* Listeners connected to a hybrid connection now (-1: no such entity).
+ * The control plane reports a cluster Connected while its agent listens. */
+int relay_listeners(relay_t *r, const char *name);
 
 /* Takes over a connection whose request head targets /$hc/<rest>. `path`
  * is <rest> still percent-encoded. The head's slices are only read during

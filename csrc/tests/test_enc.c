@@ -58,6 +58,14 @@ static void hex_and_random(void)
     CHECK_EQ(enc_random(a, sizeof a), 0);
     CHECK_EQ(enc_random(b, sizeof b), 0);
     CHECK(memcmp(a, b, sizeof a) != 0);
+    char u1[37], u2[37];
+    CHECK_EQ(enc_uuid4(u1), 0);
+    CHECK_EQ(enc_uuid4(u2), 0);
+    CHECK_EQ(strlen(u1), 36);
+    CHECK(u1[8] == '-' && u1[13] == '-' && u1[18] == '-' && u1[23] == '-');
+    CHECK(u1[14] == '4');
+    CHECK(strchr("89ab", u1[19]) != NULL);
+    CHECK(strcmp(u1, u2) != 0);
 }
 
 int main(void)

@@ -1,0 +1,77 @@
+/* idp: arc-hub's test and demo identity provider, and the verifier the
+ * control plane uses for every bearer token.
+ *
+ * It is enough of an OIDC issuer for the real az to sign in offline
+ * (see ../shared/design/arm-and-cli.md): discovery and JWKS under /adfs,
+ * client-credentials and password grants at /adfs/oauth2/token, and the
+ * App Service style managed-identity endpoint /msi/token. Tokens are
+ * RS256 with Entra's claim names (oid, tid, groups, appid, idtyp), and a
+ * principal in more than 200 groups gets Entra's overage marker instead
+ * of the list. Production points the hub and the agent at a real Entra
+ * tenant or another OIDC provider; the directory file then lists no
+ * principals and this issuer mints nothing.
+ *
+ * The directory (JSON) names the tenant, the subscriptions ARM shows and
+ * the principals:
+ *   {"tenantId": "...", "subscriptions": [{"subscriptionId": "...",
+ *    "displayName": "..."}], "owners": ["<objectId>"], "msiEndpoint": true,
+ *    "principals": [{"name": "ann", "type": "User"|"ServicePrincipal",
+ *      "objectId": "...", "appId": "...", "secret": "...",
+ *      "password": "...", "groups": ["..."]}]}
+ * "owners" hold Owner on every subscription (the bootstrap admin).
+ * "msiEndpoint" lets anyone who can reach the hub mint tokens for any
+ * principal by appId/objectId: a test facility, off unless set. */
+#ifndef CK_IDP_H
+#define CK_IDP_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api.h"
+#include "jwt.h"
+
+#define IDP_GROUPS_INLINE_MAX 200 /* Entra's limit before the overage marker */
+
+typedef struct idp_principal {
+    char *name, *type, *object_id, *app_id, *secret, *password;
+    char **groups;
+    size_t ngroups;
+} idp_principal;
+
+typedef struct idp_subscription {
+    char *id, *display_name;
+} idp_subscription;
+
+typedef struct idp idp_t;
+
+/* Loads the directory and the signing key (PEM, RSA), creating the key
+ * when missing. `public_url` is how clients reach the hub
+ * ("https://host:port", no trailing slash): the issuer is
+ * public_url + "/adfs". Returns NULL with a sentence in err. */
+idp_t *idp_new(const char *directory_path, const char *key_path, const char *public_url, char err[256]);
+void idp_free(idp_t *p);
+
+const char *idp_issuer(const idp_t *p);
+const char *idp_tenant(const idp_t *p);
+/* JWKS document of the signing key. */
+const char *idp_jwks(const idp_t *p);
+const idp_subscription *idp_subscriptions(const idp_t *p, size_t *n);
+int idp_is_owner(const idp_t *p, const char *object_id);
+const idp_principal *idp_find(const idp_t *p, const char *object_id);
+
+/* Mints an access token for `who` with audience `aud`, valid `ttl`
+ * seconds. Returns a malloc'd token or NULL. */
+char *idp_mint(const idp_t *p, const idp_principal *who, const char *aud, int ttl, int64_t *expires_on);
+
+/* Verifies a bearer token issued by this provider for one of `auds`
+ * (NULL-terminated). Returns JWT_OK or a JWT_ERR_*; claims filled. */
+int idp_verify(const idp_t *p, const char *token, size_t n, const char *const *auds, jwt_claims *out,
+               char err[JWT_ERRLEN]);
+
+/* /adfs/... and /msi/token. */
+int idp_route(void *ud, const api_req *req, api_resp *resp);
+
+/* Writes a fresh development directory: one tenant, one subscription, an
+ * admin service principal (owner) and MSI on. Mode 0600. */
+int idp_write_dev_directory(const char *path, char err[256]);
+
+#endif

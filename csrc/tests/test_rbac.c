@@ -1,0 +1,40 @@
+/* Unit tests for rbac: role lookup and scope ancestry. */
+#include "check.h"
+#include "rbac.h"
+
+static int tests_run;
+
+static void lookup(void)
+{
+    const rbac_role *r = rbac_role_by_name("azure arc enabled kubernetes cluster user role");
+    CHECK(r && (r->perms & RBAC_CRED));
+    CHECK(rbac_role_by_id("00493D72-78F6-4148-B6C5-D3CE8E4799DD") == r);
+    CHECK(rbac_role_by_id("/subscriptions/x/providers/Microsoft.Authorization/roleDefinitions/"
+                          "00493d72-78f6-4148-b6c5-d3ce8e4799dd") == r);
+    CHECK(rbac_role_by_id("nope") == NULL);
+    const rbac_role *v = rbac_role_by_name("Azure Arc Kubernetes Viewer");
+    CHECK(v && (v->perms & RBAC_K8S_VIEW) && !(v->perms & RBAC_K8S_WRITE) && !(v->perms & RBAC_CRED));
+    CHECK(!(rbac_role_by_name("Reader")->perms & RBAC_CRED));
+    CHECK(rbac_role_by_name("Azure Arc Kubernetes Cluster Admin")->perms & RBAC_K8S_VIEW);
+}
+
+static void scopes(void)
+{
+    const char *id = "/subscriptions/S/resourceGroups/RG/providers/Microsoft.Kubernetes/connectedClusters/c1";
+    CHECK(rbac_scope_covers("/subscriptions/s", id));
+    CHECK(rbac_scope_covers("/subscriptions/s/", id));
+    CHECK(rbac_scope_covers("/subscriptions/s/resourcegroups/rg", id));
+    CHECK(rbac_scope_covers(id, id));
+    CHECK(rbac_scope_covers("/", id));
+    CHECK(!rbac_scope_covers("/subscriptions/s/resourcegroups/r", id));  /* not a segment boundary */
+    CHECK(!rbac_scope_covers("/subscriptions/s/resourcegroups/rg2", id));
+    CHECK(!rbac_scope_covers("/subscriptions/s/resourceGroups/RG/providers/Microsoft.Kubernetes/connectedClusters/c", id));
+    CHECK(!rbac_scope_covers("/subscriptions/t", id));
+}
+
+int main(void)
+{
+    TEST(lookup);
+    TEST(scopes);
+    TEST_MAIN_END();
+}
