@@ -216,9 +216,28 @@ static int perm_row(void *ud, const store_row *r)
     return 0;
 }
 
+/* Walks the role assignments held by the caller directly or through a
+ * group: the token's groups, or, when they overflowed into Entra's overage
+ * marker, the directory's. */
+static void walk_assignments(arm_t *a, const caller *who, store_cb cb, void *ud)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s", who->oid);
+    lower(key);
+    store_list(a->s, ST_RA, NULL, key, cb, ud);
+    const idp_principal *p = who->c.groups_overage ? idp_find(a->idp, who->oid) : NULL;
+    size_t n = p ? p->ngroups : who->c.ngroups;
+    char **groups = p ? p->groups : who->c.groups;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "%s", groups[i]);
+        lower(key);
+        store_list(a->s, ST_RA, NULL, key, cb, ud);
+    }
+}
+
 /* What the caller may do at `target`: owners of the directory hold Owner
- * on every subscription; everyone else what their assignments (directly or
- * through a group in the token) grant at target or above. */
+ * on every subscription; everyone else what their assignments grant at
+ * target or above. */
 static unsigned perms_at(arm_t *a, const caller *who, const char *target)
 {
     size_t nr;
@@ -226,24 +245,7 @@ static unsigned perms_at(arm_t *a, const caller *who, const char *target)
     if (idp_is_owner(a->idp, who->oid))
         return roles[0].perms | RBAC_K8S_VIEW | RBAC_K8S_WRITE | RBAC_K8S_ADMIN | RBAC_K8S_CLUSTER_ADMIN;
     perm_walk w = {target, 0};
-    char key[128];
-    snprintf(key, sizeof key, "%s", who->oid);
-    lower(key);
-    store_list(a->s, ST_RA, NULL, key, perm_row, &w);
-    for (size_t i = 0; i < who->c.ngroups; i++) {
-        snprintf(key, sizeof key, "%s", who->c.groups[i]);
-        lower(key);
-        store_list(a->s, ST_RA, NULL, key, perm_row, &w);
-    }
-    if (who->c.groups_overage) {
-        /* Groups did not fit in the token: take them from the directory. */
-        const idp_principal *p = idp_find(a->idp, who->oid);
-        for (size_t i = 0; p && i < p->ngroups; i++) {
-            snprintf(key, sizeof key, "%s", p->groups[i]);
-            lower(key);
-            store_list(a->s, ST_RA, NULL, key, perm_row, &w);
-        }
-    }
+    walk_assignments(a, who, perm_row, &w);
     return w.perms;
 }
 
@@ -293,6 +295,13 @@ static int copy_row(void *ud, const store_row *r)
     return 0;
 }
 
+/* Sets o[name] = str whether or not it existed. */
+static void set_str(cJSON *o, const char *name, const char *str)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(o, name);
+    cJSON_AddStringToObject(o, name, str);
+}
+
 static const char *jstr(const cJSON *o, const char *name)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
@@ -311,9 +320,9 @@ static void cc_live(arm_t *a, cJSON *body, const char *secret)
     if (listeners > 0) {
         char now[32];
         iso_now(now);
-        cJSON_ReplaceItemInObjectCaseSensitive(props, "lastConnectivityTime", cJSON_CreateString(now));
+        set_str(props, "lastConnectivityTime", now);
     }
-    cJSON_ReplaceItemInObjectCaseSensitive(props, "connectivityStatus", cJSON_CreateString(status));
+    set_str(props, "connectivityStatus", status);
     cJSON_Delete(sec);
 }
 
@@ -558,8 +567,8 @@ static void cc_patch(arm_t *a, const cc_ref *r, const caller *who, const api_req
     cJSON *sd = cJSON_GetObjectItemCaseSensitive(b, "systemData");
     char now[32];
     iso_now(now);
-    cJSON_ReplaceItemInObjectCaseSensitive(sd, "lastModifiedBy", cJSON_CreateString(who->oid));
-    cJSON_ReplaceItemInObjectCaseSensitive(sd, "lastModifiedAt", cJSON_CreateString(now));
+    set_str(sd, "lastModifiedBy", who->oid);
+    set_str(sd, "lastModifiedAt", now);
     if (cc_save(a, r, b, g.secret) < 0) {
         api_error(resp, 500, "InternalServerError", "The state store failed: %s.", store_error(a->s));
         goto out;
@@ -733,18 +742,11 @@ static int sub_visible(arm_t *a, const caller *who, const idp_subscription *s)
 {
     if (idp_is_owner(a->idp, who->oid))
         return 1;
-    char prefix[300], key[128];
+    char prefix[300];
     snprintf(prefix, sizeof prefix, "/subscriptions/%s", s->id);
     lower(prefix);
     any_walk w = {prefix, 0};
-    snprintf(key, sizeof key, "%s", who->oid);
-    lower(key);
-    store_list(a->s, ST_RA, NULL, key, any_under, &w);
-    for (size_t i = 0; !w.found && i < who->c.ngroups; i++) {
-        snprintf(key, sizeof key, "%s", who->c.groups[i]);
-        lower(key);
-        store_list(a->s, ST_RA, NULL, key, any_under, &w);
-    }
+    walk_assignments(a, who, any_under, &w);
     return w.found;
 }
 

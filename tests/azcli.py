@@ -1,0 +1,88 @@
+"""The real az CLI, signed in offline against a running arc-hub.
+
+Each Az object has its own AZURE_CONFIG_DIR, registers a cloud whose four
+endpoints point at the hub (so registration makes no request), and signs
+in by one of the two routes arc-hub's demo issuer supports: service
+principal (client credentials against /adfs) or managed identity
+(MSI_ENDPOINT=/msi/token). See ../shared/design/arm-and-cli.md."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+
+AZ = os.environ.get("CK_AZ", "/usr/bin/az")
+
+
+def dev_directory(n_groups_carol=250):
+    """A directory for tests: an owner service principal and three users
+    (alice and bob ordinary, carol in more groups than fit in a token)."""
+    ids = {k: str(uuid.uuid4()) for k in ("tenant", "sub", "admin", "admin_app", "alice", "bob", "carol")}
+    groups = [str(uuid.uuid4()) for _ in range(n_groups_carol)]
+    return ids, {
+        "tenantId": ids["tenant"],
+        "subscriptions": [{"subscriptionId": ids["sub"], "displayName": "ck-test"}],
+        "owners": [ids["admin"]],
+        "msiEndpoint": True,
+        "principals": [
+            {"name": "admin", "type": "ServicePrincipal", "objectId": ids["admin"], "appId": ids["admin_app"],
+             "secret": "admin-secret-" + ids["admin"][:8]},
+            {"name": "alice@example.test", "type": "User", "objectId": ids["alice"], "password": "alice-pw",
+             "groups": ["g-alice"]},
+            {"name": "bob@example.test", "type": "User", "objectId": ids["bob"], "password": "bob-pw"},
+            {"name": "carol@example.test", "type": "User", "objectId": ids["carol"], "password": "carol-pw",
+             "groups": groups},
+        ],
+    }
+
+
+class Az:
+    def __init__(self, hub, az=AZ):
+        self.hub, self.az = hub, az
+        self.dir = tempfile.mkdtemp(prefix="ck-az-")
+        self.base = "https://127.0.0.1:%d" % hub.port
+        self.env = dict(os.environ)
+        self.env.update({
+            "AZURE_CONFIG_DIR": self.dir,
+            "REQUESTS_CA_BUNDLE": hub.ca,
+            "AZURE_CORE_COLLECT_TELEMETRY": "false",
+            "AZURE_EXTENSION_USE_DYNAMIC_INSTALL": "no",
+            "AZURE_CORE_ERROR_RECOMMENDATION": "off",
+            "AZURE_CORE_NO_COLOR": "true",
+            "AZURE_CORE_ONLY_SHOW_ERRORS": "false",
+        })
+        self.run("cloud", "register", "-n", "archub", "--endpoint-resource-manager", self.base + "/",
+                 "--endpoint-active-directory", self.base + "/adfs",
+                 "--endpoint-active-directory-resource-id", self.base + "/",
+                 "--endpoint-active-directory-graph-resource-id", self.base + "/graph/")
+        self.run("cloud", "set", "-n", "archub")
+
+    def run(self, *args, check=True, timeout=120, env=None, **kw):
+        e = dict(self.env)
+        e.update(env or {})
+        r = subprocess.run([self.az, *args], env=e, capture_output=True, text=True, timeout=timeout, **kw)
+        if check and r.returncode != 0:
+            raise AssertionError("az %s failed (%d):\n%s\n%s" % (" ".join(args), r.returncode, r.stdout, r.stderr))
+        return r
+
+    def json(self, *args, **kw):
+        return json.loads(self.run(*args, "-o", "json", **kw).stdout or "null")
+
+    def login_sp(self, app_id, secret, tenant):
+        return self.json("login", "--service-principal", "-u", app_id, "-p", secret, "--tenant", tenant)
+
+    def login_msi(self, object_id):
+        """Managed-identity route; MSI_ENDPOINT stays set for later calls."""
+        self.env["MSI_ENDPOINT"] = self.base + "/msi/token"
+        return self.json("login", "--identity", "--username", object_id)
+
+    def rest(self, method, path, body=None, api="2024-01-01", check=True):
+        sep = "&" if "?" in path else "?"
+        args = ["rest", "--method", method, "--url", self.base + path + (sep + "api-version=" + api if api else "")]
+        if body is not None:
+            args += ["--body", body if isinstance(body, str) else json.dumps(body)]
+        return self.run(*args, "-o", "json", check=check)
+
+    def close(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
