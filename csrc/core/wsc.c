@@ -352,5 +352,6 @@ void wsc_abort(wsc_t *w)
 
 void *wsc_data(const wsc_t *w) { return w->data; }
 void wsc_set_data(wsc_t *w, void *data) { w->data = data; }
+void wsc_set_cbs(wsc_t *w, const wsc_cbs *cbs) { w->cbs = cbs; }
 uint64_t wsc_idle_ms(const wsc_t *w) { return now_ms() - w->last_rx; }
 const char *wsc_error(const wsc_t *w) { return w->err[0] ? w->err : "closed"; }

@@ -60,6 +60,9 @@ void wsc_abort(wsc_t *w);
 
 void *wsc_data(const wsc_t *w);
 void wsc_set_data(wsc_t *w, void *data);
+/* Hands the connection to another owner (a pooled sender becoming a
+ * stream): callbacks and data change together, between events. */
+void wsc_set_cbs(wsc_t *w, const wsc_cbs *cbs);
 /* Milliseconds since anything arrived (for dead-peer detection). */
 uint64_t wsc_idle_ms(const wsc_t *w);
 const char *wsc_error(const wsc_t *w);
