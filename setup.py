@@ -1,6 +1,6 @@
 """Builds the connectedk8s az extension wheel, including the native core
-(csrc/core + csrc/pymod) as azext_connectedk8s._native against the stable
-ABI, so one cp38-abi3 wheel loads in every CPython >= 3.8 that az ships."""
+(csrc/core + csrc/proxy + csrc/pymod) as azext_connectedk8s._native against the stable
+ABI, so one cp310-abi3 wheel loads in every CPython >= 3.10 that az ships (PyUnicode_AsUTF8AndSize joined the stable ABI in 3.10)."""
 import glob
 import subprocess
 
@@ -9,7 +9,7 @@ from wheel.bdist_wheel import bdist_wheel
 
 
 def pkg_config(*args):
-    out = subprocess.run(["pkg-config", *args, "libuv", "libcjson", "openssl"], capture_output=True, text=True,
+    out = subprocess.run(["pkg-config", *args, "libuv", "libcjson", "openssl", "yaml-0.1"], capture_output=True, text=True,
                          check=True).stdout.split()
     return out
 
@@ -17,15 +17,15 @@ def pkg_config(*args):
 class AbiThreeWheel(bdist_wheel):
     def finalize_options(self):
         super().finalize_options()
-        self.py_limited_api = "cp38"
+        self.py_limited_api = "cp310"
 
 
 native = Extension(
     "azext_connectedk8s._native",
-    sources=["csrc/pymod/native.c"] + sorted(glob.glob("csrc/core/*.c")),
-    include_dirs=["csrc/core"] + [f[2:] for f in pkg_config("--cflags-only-I")],
+    sources=["csrc/pymod/native.c"] + sorted(glob.glob("csrc/core/*.c")) + sorted(glob.glob("csrc/proxy/*.c")),
+    include_dirs=["csrc/core", "csrc/proxy"] + [f[2:] for f in pkg_config("--cflags-only-I")],
     libraries=[f[2:] for f in pkg_config("--libs-only-l")],
-    define_macros=[("Py_LIMITED_API", "0x03080000"), ("_GNU_SOURCE", None)],
+    define_macros=[("Py_LIMITED_API", "0x030A0000"), ("_GNU_SOURCE", None)],
     extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Wno-format-truncation", "-Wno-missing-field-initializers",
                         "-fvisibility=hidden"],
     py_limited_api=True,

@@ -35,7 +35,7 @@ def test_wheel_is_abi3_and_loads_in_debian_python(tmp_path):
     wheels = glob.glob(os.path.join(ROOT, "dist", "connectedk8s-*.whl"))
     assert wheels, "scripts/test builds the wheel into dist/"
     whl = max(wheels, key=os.path.getmtime)
-    assert whl.endswith("-cp38-abi3-linux_x86_64.whl"), whl
+    assert whl.endswith("-cp310-abi3-linux_x86_64.whl"), whl
     with zipfile.ZipFile(whl) as z:
         names = z.namelist()
         assert "azext_connectedk8s/_native.abi3.so" in names

@@ -222,7 +222,7 @@ int kcfg_merge(const char *in, size_t n, const kcfg_entry *e, char **out, size_t
     yaml_document_t d;
     int root;
     if (blank(in, n)) {
-        if (!yaml_document_initialize(&d, NULL, NULL, NULL, 0, 0))
+        if (!yaml_document_initialize(&d, NULL, NULL, NULL, 1, 1))
             return fail(err, "out of memory", NULL);
         root = yaml_document_add_mapping(&d, NULL, YAML_BLOCK_MAPPING_STYLE);
         pair_str(&d, root, "apiVersion", "v1");

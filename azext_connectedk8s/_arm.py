@@ -1,0 +1,58 @@
+"""ARM calls through azure-cli core, so the active cloud decides where ARM
+is and the signed-in identity authorizes them."""
+import json
+
+from azure.cli.core.azclierror import (AzureResponseError, ClientRequestError, ResourceNotFoundError,
+                                       UnauthorizedError)
+
+API_VERSION = "2024-01-01"
+CC = "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Kubernetes/connectedClusters/{}"
+
+
+def _base(cmd):
+    return cmd.cli_ctx.cloud.endpoints.resource_manager.rstrip("/")
+
+
+def subscription(cmd):
+    from azure.cli.core.commands.client_factory import get_subscription_id
+    return get_subscription_id(cmd.cli_ctx)
+
+
+def cluster_id(cmd, rg, name):
+    return CC.format(subscription(cmd), rg, name)
+
+
+def call(cmd, method, path, body=None, what="the request"):
+    """One ARM call; ARM errors become azclierror classes with ARM's message."""
+    from azure.cli.core.util import send_raw_request
+    from azure.core.exceptions import HttpResponseError
+    sep = "&" if "?" in path else "?"
+    url = "%s%s%sapi-version=%s" % (_base(cmd), path, sep, API_VERSION)
+    try:
+        r = send_raw_request(cmd.cli_ctx, method, url, body=json.dumps(body) if body is not None else None)
+    except HttpResponseError as e:
+        status = getattr(e, "status_code", None) or getattr(getattr(e, "response", None), "status_code", None)
+        code, message = _arm_error(e)
+        if status == 404:
+            raise ResourceNotFoundError(message) from None
+        if status in (401, 403):
+            raise UnauthorizedError("%s: %s" % (code, message)) from None
+        raise AzureResponseError("%s failed: %s: %s" % (what, code, message)) from None
+    except Exception as e:  # connection failures
+        if type(e).__name__ in ("ServiceRequestError", "ConnectionError", "ClientRequestError"):
+            raise ClientRequestError("Cannot reach ARM at %s: %s" % (_base(cmd), e)) from None
+        raise
+    if r.status_code == 204 or not r.content:
+        return None
+    return r.json()
+
+
+def _arm_error(e):
+    try:
+        body = e.response.json()
+        err = body.get("error") or {}
+        return err.get("code", "Error"), err.get("message", str(e))
+    except Exception:  # not JSON
+        msg = str(e)
+        # send_raw_request puts "Code(body)" into the message; keep it readable.
+        return "Error", msg

@@ -1,0 +1,58 @@
+"""Stable error codes of the native core and what to tell the user.
+
+Each code (AZK8S08xx, like Microsoft's extension) maps to one azclierror
+class and one recommendation. Codes never change meaning."""
+from azure.cli.core.azclierror import (ClientRequestError, FileOperationError, InvalidArgumentValueError,
+                                       UnclassifiedUserFault)
+
+RECOMMEND = {
+    "AZK8S0801": "Close what uses the port, or run the proxy on another one with --port.",
+    "AZK8S0802": "Check that 127.0.0.1 can be bound on this machine.",
+    "AZK8S0803": "This is a bug or a broken OpenSSL installation; report it with the output of `az version`.",
+    "AZK8S0820": "Fix or move the kubeconfig file, or write to another one with --file (or print with --file -).",
+    "AZK8S0890": "This is a bug in the extension; report it.",
+}
+CLASSES = {
+    "AZK8S0801": ClientRequestError,
+    "AZK8S0802": ClientRequestError,
+    "AZK8S0803": UnclassifiedUserFault,
+    "AZK8S0820": FileOperationError,
+    "AZK8S0890": InvalidArgumentValueError,
+}
+
+
+def from_native(err, extra=""):
+    """An azclierror for a NativeError(code, message)."""
+    code, message = err.args[0], err.args[1]
+    cls = CLASSES.get(code, UnclassifiedUserFault)
+    e = cls("%s: %s%s" % (code, message, extra))
+    e.set_recommendation(RECOMMEND.get(code, ""))
+    return e
+
+
+def port_owner(port):
+    """'pid N (name)' of the process listening on a TCP port, if visible."""
+    import os
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    local, state, inode = parts[1], parts[3], parts[9]
+                    if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                        inodes.add("socket:[%s]" % inode)
+        except OSError:
+            continue
+    if not inodes:
+        return None
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir("/proc/%s/fd" % pid):
+                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) in inodes:
+                    with open("/proc/%s/comm" % pid) as f:
+                        return "pid %s (%s)" % (pid, f.read().strip())
+        except OSError:
+            continue
+    return None
