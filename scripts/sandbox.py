@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 """The local sandbox (run through scripts/sandbox): arc-hub in development
-mode, a real kube-apiserver from the pinned Kubernetes build, the
-clusterconnect-agent listening on the hub, and `kubectl get pods -A`
-through relay and agent as an impersonated user.
+mode (relay, control plane and demo identity issuer), a real
+kube-apiserver from the pinned Kubernetes build, the clusterconnect-agent
+listening on the hub, the real az with this project's extension installed
+from its wheel, `az connectedk8s proxy`, and then `kubectl get pods -A`
+through proxy, relay and agent as the signed-in identity.
 
-Until `az connectedk8s proxy` lands (issue 5), the local end is the test
-fixture tests/relay_pipe.py, and the user's token comes from the test
-issuer tests/issuer.py; the sandbox says so when it uses them.
 With --keep it stays up (Ctrl+C stops everything); otherwise it exits
 after the demonstration.
 """
 import argparse
+import glob
+import json
 import os
 import shutil
 import signal
@@ -21,11 +22,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from conftest import BUILD, ROOT_KEY, start_hub, stop_hub  # noqa: E402
-from issuer import TestIssuer  # noqa: E402
+from azcli import Az  # noqa: E402
 from kube import KubeCluster  # noqa: E402
-from relay_pipe import RelayPipe  # noqa: E402
-
-HC = "sandbox-cluster"
 
 
 def say(msg):
@@ -50,9 +48,7 @@ def main():
         agent_token = os.path.join(base, "agent.token")
         with open(agent_token, "w") as f:
             f.write(token)
-        k("create", "clusterrolebinding", "sandbox-user-view", "--clusterrole=view", "--user=oid-sandbox-user")
         k("create", "clusterrole", "pod-reader", "--verb=get,list,watch", "--resource=pods")
-        k("create", "clusterrolebinding", "sandbox-user-pods", "--clusterrole=pod-reader", "--user=oid-sandbox-user")
         for ns, pod in (("default", "web"), ("kube-system", "dns")):
             k("run", pod, "--image=nginx", "-n", ns)
         say("kube-apiserver %s on https://127.0.0.1:%d (pods are stored, never run: no kubelet)"
@@ -61,21 +57,44 @@ def main():
         hub = start_hub(os.path.join(base, "hub"), config={
             "namespaceRules": [{"name": "RootManageSharedAccessKey", "key": ROOT_KEY,
                                 "rights": ["Listen", "Send", "Manage"]}],
-            "hybridConnections": [{"name": HC}]})
+            "hybridConnections": []})
         started.append(lambda: stop_hub(hub))
-        say("arc-hub relay on %s (CA %s)" % (hub.url(), hub.ca))
+        say("arc-hub on https://127.0.0.1:%d: relay, ARM control plane, demo issuer (CA %s)" % (hub.port, hub.ca))
 
-        issuer = TestIssuer(base)
+        directory = json.load(open(os.path.join(base, "hub", "directory.json")))
+        admin = directory["principals"][0]
+        az = Az(hub)
+        started.append(az.close)
+        az.env["AZURE_EXTENSION_DIR"] = os.path.join(base, "az-extensions")
+        wheel = max(glob.glob(os.path.join(ROOT, "dist", "connectedk8s-*.whl")), key=os.path.getmtime)
+        az.run("extension", "add", "--source", wheel, "--yes")
+        az.login_sp(admin["appId"], admin["secret"], directory["tenantId"])
+        say("az %s signed in offline as service principal %s; extension installed from %s"
+            % (json.loads(az.run("version", "-o", "json").stdout)["azure-cli"], admin["name"], os.path.basename(wheel)))
+        k("create", "clusterrolebinding", "sandbox-admin-view", "--clusterrole=view", "--user=" + admin["objectId"])
+        k("create", "clusterrolebinding", "sandbox-admin-pods", "--clusterrole=pod-reader", "--user=" + admin["objectId"])
+
+        sub = directory["subscriptions"][0]["subscriptionId"]
+        cid = "/subscriptions/%s/resourceGroups/sandbox-rg/providers/Microsoft.Kubernetes/connectedClusters/sandbox" % sub
+        # `az connectedk8s connect` is not built yet: the resource is created
+        # through ARM directly, and the agent started by hand below.
+        az.rest("put", cid, {"location": "local", "properties": {"agentPublicKeyCertificate": "sandbox"}})
+        hc = json.loads(az.rest("post", cid + "/listClusterUserCredential", {}).stdout)[
+            "hybridConnectionConfig"]["hybridConnectionName"]
+        say("connectedCluster sandbox-rg/sandbox created (hybrid connection %s)" % hc)
+
         keyfile = os.path.join(base, "relay.key")
         with open(keyfile, "w") as f:
             f.write(ROOT_KEY)
+        issuer = json.loads(hub.get("/adfs/.well-known/openid-configuration")[1])["issuer"]
         log = open(os.path.join(base, "agent.log"), "w")
         agent = subprocess.Popen([
-            os.path.join(BUILD, "bin", "clusterconnect-agent"), "--relay", hub.url(), "--hybrid-connection", HC,
+            os.path.join(BUILD, "bin", "clusterconnect-agent"), "--relay", hub.url(), "--hybrid-connection", hc,
             "--key-name", "RootManageSharedAccessKey", "--key-file", keyfile, "--relay-ca", hub.ca,
             "--apiserver", "https://127.0.0.1:%d" % kube.port, "--apiserver-ca", os.path.join(kube.dir, "ca.pem"),
-            "--token-file", agent_token, "--issuer", issuer.issuer, "--audience", issuer.audience,
-            "--jwks-file", issuer.jwks_file, "--health-listen", "127.0.0.1:0"], stdout=log, stderr=subprocess.STDOUT)
+            "--token-file", agent_token, "--issuer", issuer, "--audience", "6256c85f-0aad-4d50-b960-e6e9b21efe35",
+            "--jwks-file", os.path.join(base, "hub", "jwks.json"), "--health-listen", "127.0.0.1:0"],
+            stdout=log, stderr=subprocess.STDOUT)
         started.append(lambda: (agent.terminate(), agent.wait(10)))
         deadline = time.time() + 15
         while hub.metric("arc_relay_listeners") < 2:
@@ -84,18 +103,26 @@ def main():
             time.sleep(0.1)
         say("clusterconnect-agent connected to the relay with 2 listener channels (log %s)" % log.name)
 
-        pipe = RelayPipe(hub, HC, hub.token(HC, name="RootManageSharedAccessKey"))
-        started.append(pipe.close)
-        user_token = issuer.mint("oid-sandbox-user", ttl=24 * 3600)
-        kc = os.path.join(base, "user.kubeconfig")
-        with open(kc, "w") as f:
-            f.write("apiVersion: v1\nkind: Config\nclusters:\n- name: %s\n  cluster: {server: 'https://127.0.0.1:%d', "
-                    "certificate-authority: '%s'}\nusers:\n- name: oid-sandbox-user\n  user: {token: '%s'}\n"
-                    "contexts:\n- name: %s\n  context: {cluster: %s, user: oid-sandbox-user}\ncurrent-context: %s\n"
-                    % (HC, pipe.port, hub.ca, user_token, HC, HC, HC))
-        say("local end: the relay_pipe TEST FIXTURE on https://127.0.0.1:%d stands in for "
-            "`az connectedk8s proxy` (issue 5); the user token is from the test issuer" % pipe.port)
-        say("kubectl get pods -A  (kubectl -> local end -> arc-hub -> agent -> kube-apiserver, as oid-sandbox-user)")
+        kc = os.path.join(base, "kubeconfig")
+        say("az connectedk8s proxy -n sandbox -g sandbox-rg -f %s" % kc)
+        penv = dict(az.env)
+        proxy_out = open(os.path.join(base, "proxy.out"), "w")
+        proxy = subprocess.Popen([az.az, "connectedk8s", "proxy", "-n", "sandbox", "-g", "sandbox-rg", "-f", kc],
+                                 env=penv, stdout=proxy_out, stderr=subprocess.STDOUT)
+
+        def stop_proxy():
+            if proxy.poll() is None:
+                proxy.send_signal(signal.SIGINT)
+                proxy.wait(20)
+            sys.stdout.write("".join("  | " + l for l in open(proxy_out.name).readlines()[-1:]))
+        started.append(stop_proxy)
+        deadline = time.time() + 60
+        while "Press Ctrl+C" not in open(proxy_out.name).read():
+            if time.time() > deadline or proxy.poll() is not None:
+                raise SystemExit("sandbox: the proxy did not start:\n" + open(proxy_out.name).read())
+            time.sleep(0.05)
+        sys.stdout.write("".join("  | " + l for l in open(proxy_out.name).readlines()))
+        say("kubectl get pods -A  (kubectl -> az proxy -> arc-hub -> agent -> kube-apiserver, as %s)" % admin["name"])
         r = subprocess.run([kube.kubectl_path, "--kubeconfig", kc, "get", "pods", "-A"], capture_output=True, text=True,
                            timeout=60)
         sys.stdout.write(r.stdout)
