@@ -1,0 +1,151 @@
+"""The whole system on loopback, as the proxy tests, the sandbox and the
+benchmarks need it: a real kube-apiserver, arc-hub (relay, control plane,
+demo issuer), the real az signed in with this extension installed from
+its wheel, one connectedCluster and clusterconnect-agent listening for it.
+
+Until agent registration lands, the agent uses the hub's namespace Listen
+key and the cluster's hybrid connection name read from
+listClusterUserCredential."""
+import glob
+import json
+import os
+import signal
+import ssl
+import subprocess
+import time
+import urllib.request
+import uuid
+
+from azcli import Az, dev_directory
+from conftest import BUILD, ROOT, ROOT_KEY, start_hub, stop_hub
+from kube import KubeCluster
+
+AGENT_AUDIENCE = "6256c85f-0aad-4d50-b960-e6e9b21efe35"
+CLUSTER_USER_ROLE = "00493d72-78f6-4148-b6c5-d3ce8e4799dd"
+class ArcEnv:
+    def __init__(self, workdir, cred_ttl=3600, hub_args=(), az=None, rg="rg1", name="c1"):
+        self.dir, self.cred_ttl, self.hub_args, self.az_path = workdir, cred_ttl, list(hub_args), az
+        self.rg, self.name = rg, name
+        self._stops = []
+
+    def start(self):
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self):
+        os.makedirs(self.dir, exist_ok=True)
+        self.kube = k = KubeCluster(os.path.join(self.dir, "kube")).start()
+        self._stops.append(k.stop)
+        # The project's own manifests: namespace, impersonation-only RBAC and
+        # the service account (the Deployment never runs: no kubelet here).
+        k.kubectl("apply", "-k", os.path.join(ROOT, "deploy", "agent"))
+        self.agent_token = os.path.join(self.dir, "agent.token")
+        with open(self.agent_token, "w") as f:
+            f.write(k.kubectl("create", "token", "clusterconnect-agent", "-n", "azure-arc",
+                              "--duration=24h").stdout.strip())
+        k.kubectl("create", "clusterrole", "pod-reader", "--verb=get,list,watch", "--resource=pods")
+
+        hubdir = os.path.join(self.dir, "hub")
+        os.makedirs(hubdir, exist_ok=True)
+        self.ids, self.directory = dev_directory(n_groups_carol=3)
+        with open(os.path.join(hubdir, "directory.json"), "w") as f:
+            json.dump(self.directory, f)
+        self.hub = start_hub(hubdir, ["--ping-interval", "1", "--credential-ttl", str(self.cred_ttl),
+                                      *self.hub_args], config={
+            "namespaceRules": [{"name": "root", "key": ROOT_KEY, "rights": ["Listen", "Send", "Manage"]}],
+            "hybridConnections": []})
+        self._stops.append(lambda: stop_hub(self.hub))
+
+        self.ext_dir = os.path.join(self.dir, "az-extensions")
+        self.admin = self.az()
+        wheel = max(glob.glob(os.path.join(ROOT, "dist", "connectedk8s-*.whl")), key=os.path.getmtime)
+        self.admin.run("extension", "add", "--source", wheel, "--yes")
+        self.admin.login_sp(self.ids["admin_app"], self.directory["principals"][0]["secret"], self.ids["tenant"])
+        self.cid = "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Kubernetes/connectedClusters/%s" % (
+            self.ids["sub"], self.rg, self.name)
+        self.admin.rest("put", self.cid, {"location": "local", "properties": {"agentPublicKeyCertificate": "AA"}})
+        self.hc = json.loads(self.admin.rest("post", self.cid + "/listClusterUserCredential", {}).stdout)[
+            "hybridConnectionConfig"]["hybridConnectionName"]
+
+        keyfile = os.path.join(self.dir, "relay.key")
+        with open(keyfile, "w") as f:
+            f.write(ROOT_KEY)
+        self.agent_log = os.path.join(self.dir, "agent.log")
+        log = open(self.agent_log, "w")
+        self.agent = subprocess.Popen([
+            os.path.join(BUILD, "bin", "clusterconnect-agent"), "--relay", self.hub.url(), "--hybrid-connection",
+            self.hc, "--key-name", "root", "--key-file", keyfile, "--relay-ca", self.hub.ca,
+            "--apiserver", "https://127.0.0.1:%d" % k.port, "--apiserver-ca", os.path.join(k.dir, "ca.pem"),
+            "--token-file", self.agent_token, "--issuer", self.issuer(), "--audience", AGENT_AUDIENCE,
+            "--jwks-file", os.path.join(hubdir, "jwks.json"), "--ping-interval", "1"],
+            stdout=log, stderr=subprocess.STDOUT)
+        self._stops.append(lambda: (self.agent.terminate(), self.agent.wait(10)))
+        deadline = time.time() + 15
+        while self.hub.metric("arc_relay_listeners") < 2:
+            if time.time() > deadline or self.agent.poll() is not None:
+                raise RuntimeError("the agent did not connect:\n" + open(self.agent_log).read())
+            time.sleep(0.1)
+
+    def issuer(self):
+        ctx = ssl.create_default_context(cafile=self.hub.ca)
+        with urllib.request.urlopen("https://127.0.0.1:%d/adfs/.well-known/openid-configuration" % self.hub.port,
+                                    context=ctx, timeout=5) as r:
+            return json.loads(r.read())["issuer"]
+
+    def az(self):
+        """A fresh az profile with the extension directory shared."""
+        a = Az(self.hub, **({"az": self.az_path} if self.az_path else {}))
+        a.env["AZURE_EXTENSION_DIR"] = self.ext_dir
+        self._stops.append(a.close)
+        return a
+
+    def grant(self, principal, role=CLUSTER_USER_ROLE, scope=None):
+        self.admin.rest("put", (scope or self.cid) + "/providers/Microsoft.Authorization/roleAssignments/%s"
+                        % uuid.uuid4(), {"properties": {"roleDefinitionId": role, "principalId": principal}},
+                        api="2022-04-01")
+
+    def stop(self):
+        for s in reversed(self._stops):
+            try:
+                s()
+            except Exception:  # keep stopping the rest
+                pass
+        self._stops = []
+
+
+class Proxy:
+    """`az connectedk8s proxy` as a user runs it, in the background."""
+
+    def __init__(self, az, kubeconfig, port, *extra, verbose=False, rg="rg1", name="c1"):
+        self.port, self.kubeconfig = port, kubeconfig
+        env = dict(az.env)
+        env["KUBECONFIG"] = kubeconfig
+        self.out_path = kubeconfig + ".proxy.out"
+        self.out = open(self.out_path, "w")
+        self.started = time.time()
+        self.proc = subprocess.Popen([az.az, "connectedk8s", "proxy", "-n", name, "-g", rg, "--port", str(port),
+                                      *extra, *(["--verbose"] if verbose else [])],
+                                     env=env, stdout=self.out, stderr=subprocess.STDOUT)
+
+    def text(self):
+        with open(self.out_path) as f:
+            return f.read()
+
+    def wait_ready(self, timeout=60):
+        deadline = time.time() + timeout
+        while "Proxy is listening on port %d" % self.port not in self.text():
+            assert self.proc.poll() is None, "proxy exited:\n" + self.text()
+            assert time.time() < deadline, "proxy not ready:\n" + self.text()
+            time.sleep(0.05)
+        return self
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(20)
+        self.out.close()
+        return self.proc.returncode
