@@ -279,8 +279,12 @@ static int is_upgrade(const http_request *req)
 static size_t k_on_data(conn_t *c, uint8_t *data, size_t len)
 {
     sess *s = conn_data(c);
-    if (!s || !s->w || !s->w_open)
-        return 0; /* keep it buffered until the sender is open */
+    if (!s || !s->w || !s->w_open) {
+        /* Keep it buffered until the sender is open; pausing makes
+         * conn_resume() in w_on_open deliver it again. */
+        conn_pause(c);
+        return 0;
+    }
     size_t used = 0;
     while (used < len && wsc_writable(s->w)) {
         const uint8_t *d = data + used;

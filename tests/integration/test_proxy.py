@@ -131,7 +131,8 @@ def test_port_in_use_gives_the_coded_error(env):
 
 def test_token_mode_with_a_service_account(env):
     kc = os.path.join(env.dir, "sa.kubeconfig")
-    p = Proxy(env.alice, kc, free_port(), "--token", env.sa_token).wait_ready()
+    # No sender pool here: every kubectl connection dials the relay itself.
+    p = Proxy(env.alice, kc, free_port(), "--token", env.sa_token, "--pool-size", "0").wait_ready()
     try:
         r = kubectl(env, kc, "get", "pods", "-A")
         assert r.returncode == 0 and "web" in r.stdout, r.stderr
