@@ -135,12 +135,12 @@ class Proxy:
         with open(self.out_path) as f:
             return f.read()
 
-    def wait_ready(self, timeout=60):
+    def wait_ready(self, timeout=60, poll=0.05):
         deadline = time.time() + timeout
         while "Proxy is listening on port %d" % self.port not in self.text():
             assert self.proc.poll() is None, "proxy exited:\n" + self.text()
             assert time.time() < deadline, "proxy not ready:\n" + self.text()
-            time.sleep(0.05)
+            time.sleep(poll)
         return self
 
     def stop(self):
