@@ -24,14 +24,14 @@ def cluster_id(cmd, rg, name):
 
 def call(cmd, method, path, body=None, what="the request"):
     """One ARM call; ARM errors become azclierror classes with ARM's message."""
+    from azure.cli.core.azclierror import HTTPError
     from azure.cli.core.util import send_raw_request
-    from azure.core.exceptions import HttpResponseError
     sep = "&" if "?" in path else "?"
     url = "%s%s%sapi-version=%s" % (_base(cmd), path, sep, API_VERSION)
     try:
         r = send_raw_request(cmd.cli_ctx, method, url, body=json.dumps(body) if body is not None else None)
-    except HttpResponseError as e:
-        status = getattr(e, "status_code", None) or getattr(getattr(e, "response", None), "status_code", None)
+    except HTTPError as e:  # send_raw_request's: carries the response
+        status = getattr(getattr(e, "response", None), "status_code", None)
         code, message = _arm_error(e)
         if status == 404:
             raise ResourceNotFoundError(message) from None

@@ -1,9 +1,10 @@
 """The command table: `az connectedk8s ...`."""
+from azext_connectedk8s._format import cluster_table, clusters_table
 
 
 def load_command_table(self, _):
     with self.command_group("connectedk8s") as g:
         g.custom_command("proxy", "proxy")
-        g.custom_show_command("show", "show", table_transformer="azext_connectedk8s._format#cluster_table")
-        g.custom_command("list", "list_clusters", table_transformer="azext_connectedk8s._format#clusters_table")
+        g.custom_show_command("show", "show", table_transformer=cluster_table)
+        g.custom_command("list", "list_clusters", table_transformer=clusters_table)
         g.custom_command("delete", "delete", confirmation=True)

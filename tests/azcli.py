@@ -1,7 +1,7 @@
 """The real az CLI, signed in offline against a running arc-hub.
 
-Each Az object has its own AZURE_CONFIG_DIR, registers a cloud whose four
-endpoints point at the hub (so registration makes no request), and signs
+Each Az object has its own AZURE_CONFIG_DIR, registers a cloud from the
+hub's ARM metadata endpoint, and signs
 in by one of the two routes arc-hub's demo issuer supports: service
 principal (client credentials against /adfs) or managed identity
 (MSI_ENDPOINT=/msi/token). See ../shared/design/arm-and-cli.md."""
@@ -52,10 +52,9 @@ class Az:
             "AZURE_CORE_NO_COLOR": "true",
             "AZURE_CORE_ONLY_SHOW_ERRORS": "false",
         })
-        self.run("cloud", "register", "-n", "archub", "--endpoint-resource-manager", self.base + "/",
-                 "--endpoint-active-directory", self.base + "/adfs",
-                 "--endpoint-active-directory-resource-id", self.base + "/",
-                 "--endpoint-active-directory-graph-resource-id", self.base + "/graph/")
+        # The hub serves ARM's /metadata/endpoints, so the resource manager
+        # alone is enough: az discovers the sign-in authority and audience.
+        self.run("cloud", "register", "-n", "archub", "--endpoint-resource-manager", self.base + "/")
         self.run("cloud", "set", "-n", "archub")
 
     def run(self, *args, check=True, timeout=120, env=None, **kw):
@@ -73,9 +72,18 @@ class Az:
         return self.json("login", "--service-principal", "-u", app_id, "-p", secret, "--tenant", tenant)
 
     def login_msi(self, object_id):
-        """Managed-identity route; MSI_ENDPOINT stays set for later calls."""
+        """Managed-identity route; the endpoint variables stay set for later
+        calls. Older az reads MSI_ENDPOINT, newer az (MSAL) the App Service
+        pair IDENTITY_ENDPOINT/IDENTITY_HEADER."""
         self.env["MSI_ENDPOINT"] = self.base + "/msi/token"
-        return self.json("login", "--identity", "--username", object_id)
+        self.env["IDENTITY_ENDPOINT"] = self.base + "/msi/token"
+        self.env["IDENTITY_HEADER"] = "connectedk8s-dev"
+        r = self.run("login", "--identity", "--username", object_id, "-o", "json", check=False)
+        if "--object-id" in r.stderr:  # azure-cli >= 2.69 names the identity this way
+            r = self.run("login", "--identity", "--object-id", object_id, "-o", "json")
+        elif r.returncode:
+            raise AssertionError("az login --identity failed:\n" + r.stdout + r.stderr)
+        return json.loads(r.stdout)
 
     def rest(self, method, path, body=None, api="2024-01-01", check=True):
         sep = "&" if "?" in path else "?"

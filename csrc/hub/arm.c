@@ -1091,9 +1091,46 @@ static void authz_route(arm_t *a, const authz_ref *r, const caller *who, const a
 
 /* ---- routing ------------------------------------------------------------ */
 
+/* ARM's cloud metadata (GET /metadata/endpoints), which `az cloud register
+ * --endpoint-resource-manager` reads to find the sign-in authority and
+ * audiences: the old shape (graphEndpoint, authentication) and the 2022
+ * one (name, resourceManager, suffixes) in one document. az adds the path
+ * to an endpoint ending in '/', so "//metadata/endpoints" arrives too. */
+static int metadata(arm_t *a, const api_req *req, api_resp *resp)
+{
+    const char *p = req->path.p;
+    size_t n = req->path.n;
+    while (n > 1 && p[0] == '/' && p[1] == '/')
+        p++, n--;
+    if (n != 19 || memcmp(p, "/metadata/endpoints", 19) != 0)
+        return 0;
+    char u[700];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", "ArcHub");
+    snprintf(u, sizeof u, "%s/", a->public_url);
+    cJSON_AddStringToObject(o, "resourceManager", u);
+    cJSON_AddStringToObject(o, "galleryEndpoint", "");
+    cJSON_AddStringToObject(o, "portalEndpoint", "");
+    snprintf(u, sizeof u, "%s/graph/", a->public_url);
+    cJSON_AddStringToObject(o, "graphEndpoint", u);
+    cJSON_AddStringToObject(o, "graphAudience", u);
+    cJSON_AddStringToObject(o, "microsoftGraphResourceId", u);
+    cJSON *au = cJSON_AddObjectToObject(o, "authentication");
+    cJSON_AddStringToObject(au, "loginEndpoint", idp_issuer(a->idp));
+    cJSON *aud = cJSON_AddArrayToObject(au, "audiences");
+    cJSON_AddItemToArray(aud, cJSON_CreateString(a->aud));
+    cJSON_AddStringToObject(au, "tenant", "adfs");
+    cJSON_AddStringToObject(au, "identityProvider", "ADFS");
+    cJSON_AddObjectToObject(o, "suffixes");
+    api_json(resp, 200, print(o));
+    return 1;
+}
+
 int arm_route(void *ud, const api_req *req, api_resp *resp)
 {
     arm_t *a = ud;
+    if (api_method(req, "GET") && metadata(a, req, resp))
+        return 1;
     if (req->path.n < 14 || strncasecmp(req->path.p, "/subscriptions", 14) != 0)
         return 0;
     char (*segs)[SEG_MAX] = malloc(MAX_SEGS * SEG_MAX);

@@ -464,9 +464,14 @@ static void msi_endpoint(idp_t *p, const api_req *req, api_resp *resp)
         oauth_error(resp, 400, "invalid_request", "resource is missing.");
         return;
     }
+    /* Which identity: the form (msrestazure's POST) or the query (MSAL's
+     * App Service style GET), by client, object or resource id. */
     const idp_principal *who = NULL;
-    if (api_form(req, "client_id", id, sizeof id) || api_form(req, "object_id", id, sizeof id) ||
-        api_form(req, "msi_res_id", id, sizeof id) || api_query(req, "client_id", id, sizeof id))
+    static const char *const sel[] = {"client_id", "object_id", "msi_res_id", "mi_res_id", NULL};
+    int chosen = 0;
+    for (size_t i = 0; sel[i] && !chosen; i++)
+        chosen = api_form(req, sel[i], id, sizeof id) || api_query(req, sel[i], id, sizeof id);
+    if (chosen)
         who = find_by(p, id);
     else
         who = p->nprincipals ? &p->principals[0] : NULL;
@@ -507,6 +512,10 @@ int idp_route(void *ud, const api_req *req, api_resp *resp)
     }
     if (path_is(req, "/adfs/discovery/keys")) {
         api_json(resp, 200, strdup(p->jwks));
+        return 1;
+    }
+    if (path_is(req, "/msi/token") && api_method(req, "GET")) {
+        msi_endpoint(p, req, resp);
         return 1;
     }
     if (path_is(req, "/adfs/oauth2/token") || path_is(req, "/msi/token")) {

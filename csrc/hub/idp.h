@@ -3,8 +3,10 @@
  *
  * It is enough of an OIDC issuer for the real az to sign in offline
  * (see ../shared/design/arm-and-cli.md): discovery and JWKS under /adfs,
- * client-credentials and password grants at /adfs/oauth2/token, and the
- * App Service style managed-identity endpoint /msi/token. Tokens are
+ * client-credentials and password grants at /adfs/oauth2/token, and a
+ * managed-identity endpoint /msi/token in both shapes az uses: POST with a
+ * form (MSI_ENDPOINT, older az) and GET with a query (IDENTITY_ENDPOINT,
+ * App Service style, az >= 2.69). Tokens are
  * RS256 with Entra's claim names (oid, tid, groups, appid, idtyp), and a
  * principal in more than 200 groups gets Entra's overage marker instead
  * of the list. Production points the hub and the agent at a real Entra
