@@ -34,10 +34,18 @@ def call(cmd, method, path, body=None, what="the request"):
         status = getattr(getattr(e, "response", None), "status_code", None)
         code, message = _arm_error(e)
         if status == 404:
-            raise ResourceNotFoundError(message) from None
-        if status in (401, 403):
-            raise UnauthorizedError("%s: %s" % (code, message)) from None
-        raise AzureResponseError("%s failed: %s: %s" % (what, code, message)) from None
+            err = ResourceNotFoundError("AZK8S0811: " + message)
+            err.set_recommendation("Check the name, the resource group and the subscription (az account show).")
+        elif status == 403:
+            err = UnauthorizedError("AZK8S0812: %s: %s" % (code, message))
+            err.set_recommendation("Ask an owner for a role on the cluster: reading needs Reader, the proxy needs "
+                                   "'Azure Arc Enabled Kubernetes Cluster User Role'.")
+        elif status == 401:
+            err = UnauthorizedError("AZK8S0813: %s: %s" % (code, message))
+            err.set_recommendation("Sign in again with az login (the token was rejected or has expired).")
+        else:
+            err = AzureResponseError("%s failed: %s: %s" % (what, code, message))
+        raise err from None
     except Exception as e:  # connection failures
         if type(e).__name__ in ("ServiceRequestError", "ConnectionError", "ClientRequestError"):
             raise ClientRequestError("Cannot reach ARM at %s: %s" % (_base(cmd), e)) from None

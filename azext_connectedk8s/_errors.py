@@ -12,6 +12,14 @@ RECOMMEND = {
     "AZK8S0820": "Fix or move the kubeconfig file, or write to another one with --file (or print with --file -).",
     "AZK8S0890": "This is a bug in the extension; report it.",
 }
+# Raised from ARM answers (_arm.py): AZK8S0811 cluster not found,
+# AZK8S0812 no permission, AZK8S0813 sign-in token rejected.
+# Reported while the proxy runs (warnings, and Status messages kubectl
+# prints), never raised:
+#   AZK8S0830 the relay is unreachable
+#   AZK8S0831 no cluster agent is listening (cluster offline or cluster-connect off)
+#   AZK8S0832 the relay refused the credential
+#   AZK8S0833 a credential refresh failed (retried with backoff)
 CLASSES = {
     "AZK8S0801": ClientRequestError,
     "AZK8S0802": ClientRequestError,

@@ -99,7 +99,11 @@ def proxy(cmd, resource_group_name, cluster_name, token=None, path=None, context
     if pool is not None and not 0 <= pool <= 16:
         raise InvalidArgumentValueError("--pool-size must be between 0 and 16.")
     cid = _arm.cluster_id(cmd, resource_group_name, cluster_name)
-    _arm.call(cmd, "GET", cid, what="Reading the cluster")  # a clear 404 before anything else
+    cluster = _arm.call(cmd, "GET", cid, what="Reading the cluster")  # a clear 404 before anything else
+    status = ((cluster or {}).get("properties") or {}).get("connectivityStatus")
+    if status and status != "Connected":
+        logger.warning("AZK8S0831: the cluster agent is not connected (connectivityStatus %s); kubectl requests "
+                       "will fail until it reconnects.", status)
     creds = _credentials(cmd, cid, token)
     certs = _native.session_certs()
     b64 = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731

@@ -104,9 +104,11 @@ class ArcEnv:
         return a
 
     def grant(self, principal, role=CLUSTER_USER_ROLE, scope=None):
-        self.admin.rest("put", (scope or self.cid) + "/providers/Microsoft.Authorization/roleAssignments/%s"
-                        % uuid.uuid4(), {"properties": {"roleDefinitionId": role, "principalId": principal}},
+        """Assigns a role; returns the assignment's path for revoking it."""
+        path = (scope or self.cid) + "/providers/Microsoft.Authorization/roleAssignments/%s" % uuid.uuid4()
+        self.admin.rest("put", path, {"properties": {"roleDefinitionId": role, "principalId": principal}},
                         api="2022-04-01")
+        return path
 
     def stop(self):
         for s in reversed(self._stops):

@@ -163,13 +163,14 @@ static void w_on_open(wsc_t *w, int status, int http_status, const char *reason)
     const char *why = http_status == 404 ? "ServiceUnavailable" : http_status == 401 || http_status == 403 ? "Unauthorized"
                                                                                                            : "ServiceUnavailable";
     if (http_status == 404)
-        snprintf(msg, sizeof msg, "connectedk8s proxy: no cluster agent is listening on the relay (the cluster is offline "
+        snprintf(msg, sizeof msg, "AZK8S0831: no cluster agent is listening on the relay (the cluster is offline "
                                   "or cluster-connect is disabled)");
     else if (http_status == 401 || http_status == 403)
-        snprintf(msg, sizeof msg, "connectedk8s proxy: the relay refused the credential (%d); it will be refreshed",
+        snprintf(msg, sizeof msg, "AZK8S0832: the relay refused the credential (%d); it will be refreshed",
                  http_status);
     else
-        snprintf(msg, sizeof msg, "connectedk8s proxy: the relay is unreachable or failed (%d)", http_status);
+        snprintf(msg, sizeof msg, "AZK8S0830: the relay is unreachable or failed (%s)",
+                 http_status ? http_reason(http_status) : wsc_error(w));
     (void)reason;
     event(s->p, "proxy.relay_refused", msg);
     if (s->c) {
@@ -551,7 +552,7 @@ static void refresh_done(uv_work_t *w, int status)
     p->backoff = p->backoff ? (p->backoff * 2 > 60 ? 60 : p->backoff * 2) : 5;
     p->next_refresh_at = now_s() + p->backoff;
     char d[PROXY_ERRLEN + 80];
-    snprintf(d, sizeof d, "credential refresh failed (%s); retrying in %ds, current credential valid for %llds",
+    snprintf(d, sizeof d, "AZK8S0833: credential refresh failed (%s); retrying in %ds, current credential valid for %llds",
              p->refresh_err[0] ? p->refresh_err : "cancelled", p->backoff,
              (long long)(p->creds.sas_expiry - now_s()));
     event(p, "proxy.refresh_failed", d);

@@ -188,3 +188,30 @@ def test_credentials_refresh_under_a_long_watch(env):
     finally:
         watch.kill()
         assert p.stop() == 0
+
+
+def test_failed_refresh_is_reported_and_the_current_credential_keeps_serving(env):
+    """Carol's role is revoked while her proxy runs: the next refresh is
+    refused (reported with its code, retried), and kubectl keeps working
+    on the credential she already holds until it expires."""
+    k = env.kube
+    k.kubectl("create", "clusterrolebinding", "carol-reads", "--clusterrole=pod-reader", "--user=" + env.ids["carol"])
+    ra = env.grant(env.ids["carol"])
+    carol = env.az()
+    carol.login_msi(env.ids["carol"])
+    kc = os.path.join(env.dir, "carol.kubeconfig")
+    p = Proxy(carol, kc, free_port()).wait_ready()
+    try:
+        granted_at = time.time()
+        env.admin.rest("delete", ra, api="2022-04-01")
+        deadline = time.time() + CRED_TTL
+        while "AZK8S0833: credential refresh failed" not in p.text():
+            assert time.time() < deadline, p.text()
+            time.sleep(0.2)
+        assert "AuthorizationFailed" in p.text()
+        assert time.time() - granted_at < CRED_TTL - 2, "too slow to show serving on the old credential"
+        r = kubectl(env, kc, "get", "pods", "-n", "default")
+        assert r.returncode == 0 and "web" in r.stdout, r.stderr
+        assert p.proc.poll() is None  # still serving
+    finally:
+        assert p.stop() == 0
