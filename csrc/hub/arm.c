@@ -157,6 +157,8 @@ static int check_api_version(const api_req *req, api_resp *resp)
 
 /* ---- authentication and authorization ----------------------------------- */
 
+static unsigned perms_at(arm_t *a, const caller *who, const char *target);
+
 static int authenticate(arm_t *a, const api_req *req, caller *who, api_resp *resp)
 {
     memset(who, 0, sizeof *who);
@@ -238,6 +240,17 @@ static void walk_assignments(arm_t *a, const caller *who, store_cb cb, void *ud)
 /* What the caller may do at `target`: owners of the directory hold Owner
  * on every subscription; everyone else what their assignments grant at
  * target or above. */
+unsigned arm_perms_of(arm_t *a, const char *oid, char **groups, size_t ngroups, int overage, const char *target)
+{
+    caller who;
+    memset(&who, 0, sizeof who);
+    who.oid = oid;
+    who.c.groups = groups;
+    who.c.ngroups = ngroups;
+    who.c.groups_overage = overage;
+    return perms_at(a, &who, target);
+}
+
 static unsigned perms_at(arm_t *a, const caller *who, const char *target)
 {
     size_t nr;
@@ -316,7 +329,16 @@ static void cc_live(arm_t *a, cJSON *body, const char *secret)
     const char *hc = jstr(sec, "hc");
     int listeners = hc ? relay_listeners(a->relay, hc) : -1;
     const char *last = jstr(props, "lastConnectivityTime");
-    const char *status = listeners > 0 ? "Connected" : (last && *last) ? "Offline" : "Connecting";
+    /* Connected while the agent listens or has reported within three
+     * heartbeat intervals (it may have cluster-connect turned off);
+     * Offline once it has been seen and then missed them. */
+    const cJSON *hb = cJSON_GetObjectItemCaseSensitive(sec, "lastHeartbeat");
+    int recent = cJSON_IsNumber(hb) && (double)time(NULL) - hb->valuedouble <= 3.0 * a->o.heartbeat_s;
+    if (recent && !jstr(props, "agentVersion"))
+        recent = 0;
+    const char *status = listeners > 0 || recent ? "Connected" : (last && *last) ? "Offline" : "Connecting";
+    if (hb && !cJSON_IsNumber(hb))
+        status = "Connecting";
     if (listeners > 0) {
         char now[32];
         iso_now(now);
@@ -1307,6 +1329,8 @@ arm_t *arm_new(store_t *s, idp_t *idp, relay_t *relay, const arm_opts *o, char e
     a->o = *o;
     if (a->o.credential_ttl <= 0)
         a->o.credential_ttl = 3600;
+    if (a->o.heartbeat_s <= 0)
+        a->o.heartbeat_s = 60;
     snprintf(a->public_url, sizeof a->public_url, "%s", o->public_url);
     url_parts up;
     if (url_parse(o->public_url, strlen(o->public_url), &up) < 0 || up.host.n >= sizeof a->sas_host) {
@@ -1343,3 +1367,12 @@ void arm_free(arm_t *a)
 {
     free(a);
 }
+
+/* ---- for agentapi.c ----------------------------------------------------- */
+
+store_t *arm_store(arm_t *a) { return a->s; }
+idp_t *arm_idp(arm_t *a) { return a->idp; }
+relay_t *arm_relay(arm_t *a) { return a->relay; }
+const arm_opts *arm_options(arm_t *a) { return &a->o; }
+const char *arm_relay_host(arm_t *a) { return a->relay_host; }
+const char *arm_sas_host(arm_t *a) { return a->sas_host; }

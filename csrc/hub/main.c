@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agentapi.h"
 #include "arm.h"
 #include "cert.h"
 #include "hub.h"
@@ -40,6 +41,7 @@ static const char usage[] =
     "  --public-url URL          how clients reach this hub (default https://ADDR:PORT); the\n"
     "                            issuer is URL/adfs, the ARM token audience URL/\n"
     "  --credential-ttl SECONDS  lifetime of listClusterUserCredential relay tokens (default 3600)\n"
+    "  --heartbeat-interval SEC  agents report this often; after three missed, Offline (default 60)\n"
     "  --ping-interval SECONDS   ping idle listener control channels (default 30)\n"
     "  --rendezvous-timeout SEC  how long an accept address lives (default 10, max 30)\n"
     "  --stall-timeout SECONDS   close a relayed peer that stops reading (default 60)\n"
@@ -61,7 +63,7 @@ static int route_api(void *ud, const api_req *req, api_resp *resp)
     routes *r = ud;
     if (r->idp && idp_route(r->idp, req, resp))
         return 1;
-    if (r->arm && arm_route(r->arm, req, resp))
+    if (r->arm && (agentapi_route(r->arm, req, resp) || arm_route(r->arm, req, resp)))
         return 1;
     return 0;
 }
@@ -162,7 +164,7 @@ int main(int argc, char **argv)
     const char *cert = NULL, *key = NULL, *cfg_path = NULL, *dev = NULL, *port_file = NULL;
     const char *state_path = NULL, *dir_path = NULL, *idp_key = NULL, *public_url = NULL;
     char dev_cert[4096], dev_key[4096], dev_cfg[4096], dev_state[4096], dev_dir[4096], dev_idp[4096];
-    unsigned cred_ttl = 3600;
+    unsigned cred_ttl = 3600, heartbeat_s = 60;
     relay_opts ro = relay_default_opts;
     unsigned v;
 
@@ -221,6 +223,12 @@ int main(int argc, char **argv)
             NEED_VAL();
             if (parse_uint(val, 86400, &cred_ttl) < 0 || cred_ttl < 10) {
                 fprintf(stderr, "arc-hub: --credential-ttl wants 10..86400 seconds\n");
+                return 2;
+            }
+        } else if (!strcmp(a, "--heartbeat-interval")) {
+            NEED_VAL();
+            if (parse_uint(val, 3600, &heartbeat_s) < 0 || heartbeat_s < 1) {
+                fprintf(stderr, "arc-hub: --heartbeat-interval wants 1..3600 seconds\n");
                 return 2;
             }
         } else if (!strcmp(a, "--port-file")) {
@@ -357,7 +365,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "arc-hub: %s\n", err);
             return 1;
         }
-        arm_opts ao = {.public_url = url, .credential_ttl = (int)cred_ttl};
+        arm_opts ao = {.public_url = url, .credential_ttl = (int)cred_ttl, .heartbeat_s = (int)heartbeat_s};
         if (!(rt.arm = arm_new(store, rt.idp, relay, &ao, err))) {
             fprintf(stderr, "arc-hub: %s\n", err);
             return 1;

@@ -67,3 +67,24 @@ int rbac_scope_covers(const char *scope, const char *target)
         return 0;
     return target[sl] == '\0' || target[sl] == '/';
 }
+
+unsigned rbac_k8s_required(const char *verb, const char *group, const char *resource, const char *nspace,
+                           int non_resource)
+{
+    if (non_resource)
+        return RBAC_K8S_VIEW;
+    int read = !strcmp(verb, "get") || !strcmp(verb, "list") || !strcmp(verb, "watch");
+    int write = !strcmp(verb, "create") || !strcmp(verb, "update") || !strcmp(verb, "patch") ||
+                !strcmp(verb, "delete") || !strcmp(verb, "deletecollection");
+    int cluster_scoped = !nspace || !*nspace;
+    if (read)
+        /* Viewers do not see secrets (their content is credentials). */
+        return !strcmp(resource, "secrets") ? RBAC_K8S_WRITE : RBAC_K8S_VIEW;
+    if (!write)
+        return RBAC_K8S_CLUSTER_ADMIN; /* impersonate, bind, escalate, approve... */
+    if (cluster_scoped || !strcmp(resource, "resourcequotas") || !strcmp(resource, "namespaces"))
+        return RBAC_K8S_CLUSTER_ADMIN;
+    if (!strcmp(group, "rbac.authorization.k8s.io") && (!strcmp(resource, "roles") || !strcmp(resource, "rolebindings")))
+        return RBAC_K8S_ADMIN;
+    return RBAC_K8S_WRITE;
+}

@@ -38,5 +38,11 @@ const rbac_role *rbac_role_by_name(const char *name);
  * target or is an ancestor on a '/' boundary (case-insensitive, as ARM ids
  * are). "/" covers everything. */
 int rbac_scope_covers(const char *scope, const char *target);
+/* The Arc Kubernetes level (RBAC_K8S_*) a request needs under azure-rbac,
+ * from its Kubernetes attributes: reads need Viewer (secrets: Writer),
+ * namespaced writes Writer, roles and role bindings Admin, cluster-scoped
+ * writes, quotas, namespaces and special verbs Cluster Admin. */
+unsigned rbac_k8s_required(const char *verb, const char *group, const char *resource, const char *nspace,
+                           int non_resource);
 
 #endif

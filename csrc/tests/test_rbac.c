@@ -32,9 +32,27 @@ static void scopes(void)
     CHECK(!rbac_scope_covers("/subscriptions/t", id));
 }
 
+static void k8s_levels(void)
+{
+    CHECK_EQ(rbac_k8s_required("list", "", "pods", "default", 0), RBAC_K8S_VIEW);
+    CHECK_EQ(rbac_k8s_required("get", "", "secrets", "default", 0), RBAC_K8S_WRITE);
+    CHECK_EQ(rbac_k8s_required("delete", "", "pods", "default", 0), RBAC_K8S_WRITE);
+    CHECK_EQ(rbac_k8s_required("create", "rbac.authorization.k8s.io", "rolebindings", "ns", 0), RBAC_K8S_ADMIN);
+    CHECK_EQ(rbac_k8s_required("create", "rbac.authorization.k8s.io", "clusterroles", "", 0), RBAC_K8S_CLUSTER_ADMIN);
+    CHECK_EQ(rbac_k8s_required("delete", "", "namespaces", "", 0), RBAC_K8S_CLUSTER_ADMIN);
+    CHECK_EQ(rbac_k8s_required("update", "", "resourcequotas", "ns", 0), RBAC_K8S_CLUSTER_ADMIN);
+    CHECK_EQ(rbac_k8s_required("impersonate", "", "users", "", 0), RBAC_K8S_CLUSTER_ADMIN);
+    CHECK_EQ(rbac_k8s_required("list", "", "nodes", "", 0), RBAC_K8S_VIEW);
+    CHECK_EQ(rbac_k8s_required("get", "", "", "", 1), RBAC_K8S_VIEW);
+    /* The levels are cumulative: each role holds the ones below it. */
+    unsigned w = rbac_role_by_name("Azure Arc Kubernetes Writer")->perms;
+    CHECK((w & RBAC_K8S_VIEW) && (w & RBAC_K8S_WRITE) && !(w & RBAC_K8S_ADMIN));
+}
+
 int main(void)
 {
     TEST(lookup);
     TEST(scopes);
+    TEST(k8s_levels);
     TEST_MAIN_END();
 }

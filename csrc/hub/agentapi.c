@@ -1,0 +1,291 @@
+/* agentapi: heartbeat/registration and azure-rbac checks. See agentapi.h. */
+#include "agentapi.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "enc.h"
+#include "jwt.h"
+#include "log.h"
+#include "rbac.h"
+#include "sas.h"
+
+#define CC_ST "cc"
+
+typedef struct row_copy {
+    char *body, *secret, *parent;
+} row_copy;
+
+static int copy(void *ud, const store_row *r)
+{
+    row_copy *c = ud;
+    c->body = strdup(r->body);
+    c->secret = r->secret ? strdup(r->secret) : NULL;
+    c->parent = strdup(r->parent);
+    return 0;
+}
+
+static void row_free(row_copy *c)
+{
+    free(c->body), free(c->secret), free(c->parent);
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static void set_str(cJSON *o, const char *k, const char *v)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(o, k);
+    cJSON_AddStringToObject(o, k, v);
+}
+
+static EVP_PKEY *public_key(const char *b64)
+{
+    size_t n = strlen(b64);
+    uint8_t *der = malloc(n);
+    long dl = der ? enc_b64_decode(b64, n, der, n) : -1;
+    const uint8_t *p = der;
+    EVP_PKEY *k = dl > 0 ? d2i_PUBKEY(NULL, &p, dl) : NULL;
+    free(der);
+    ERR_clear_error();
+    return k;
+}
+
+/* Verifies the agent's JWT; on success fills the cluster's row. */
+static int authenticate(arm_t *a, const api_req *req, row_copy *row, char id[1024], api_resp *resp)
+{
+    const http_header *h = http_find(req->http->headers, req->http->nheaders, "Authorization");
+    if (!h || h->value_len < 8 || strncasecmp(h->value, "Bearer ", 7) != 0) {
+        api_error(resp, 401, "AuthenticationFailed", "The agent's bearer token is missing.");
+        return -1;
+    }
+    const char *tok = h->value + 7;
+    size_t tl = h->value_len - 7;
+    char key[1024];
+    if (jwt_peek_issuer(tok, tl, id, 1024) < 0 || strncasecmp(id, "/subscriptions/", 15) != 0) {
+        api_error(resp, 401, "InvalidAuthenticationToken", "The agent token does not name a cluster.");
+        return -1;
+    }
+    snprintf(key, sizeof key, "%s", id);
+    for (char *c = key; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    int rc = store_get(arm_store(a), key, copy, row);
+    if (rc <= 0) {
+        api_error(resp, rc < 0 ? 500 : 404, rc < 0 ? "InternalServerError" : "ResourceNotFound",
+                  "The cluster %.300s is %s.", id, rc < 0 ? "unreadable" : "not registered (deleted?)");
+        return -1;
+    }
+    cJSON *b = cJSON_Parse(row->body);
+    const char *pk = jstr(cJSON_GetObjectItemCaseSensitive(b, "properties"), "agentPublicKeyCertificate");
+    EVP_PKEY *k = pk ? public_key(pk) : NULL;
+    cJSON_Delete(b);
+    if (!k) {
+        api_error(resp, 401, "InvalidAuthenticationToken",
+                  "The cluster has no usable agentPublicKeyCertificate; run az connectedk8s connect again.");
+        row_free(row);
+        return -1;
+    }
+    jwt_key jk = {.kid = "agent", .alg = EVP_PKEY_get_base_id(k) == EVP_PKEY_EC ? JWT_ALG_ES256 : JWT_ALG_RS256,
+                  .pkey = k};
+    jwt_keyset ks = {&jk, 1};
+    char aud[700], err[JWT_ERRLEN];
+    snprintf(aud, sizeof aud, "%s/agent", arm_options(a)->public_url);
+    jwt_expect w = {.issuer = id, .audience = aud, .now = (int64_t)time(NULL), .skew = 60};
+    jwt_claims c;
+    rc = jwt_verify(tok, tl, &ks, &w, &c, err);
+    jwt_claims_free(&c);
+    EVP_PKEY_free(k);
+    if (rc != JWT_OK) {
+        log_kv(LOG_WARN, "agent.auth_failed", "cluster", id, "reason", err, "peer", req->peer, NULL);
+        api_error(resp, 401, "InvalidAuthenticationToken", "The agent token is invalid (%s).", err);
+        row_free(row);
+        return -1;
+    }
+    return 0;
+}
+
+/* Feature switches from properties.arcAgentryConfigurations
+ * [{"feature": "cluster-connect", "settings": {"enabled": "true"}}]. */
+static int feature_on(const cJSON *props, const char *name, int dflt)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(props, "arcAgentryConfigurations"), *f;
+    cJSON_ArrayForEach(f, arr)
+    {
+        const char *fn = jstr(f, "feature");
+        if (!fn || strcasecmp(fn, name) != 0)
+            continue;
+        const char *en = jstr(cJSON_GetObjectItemCaseSensitive(f, "settings"), "enabled");
+        return en ? strcasecmp(en, "true") == 0 : dflt;
+    }
+    return dflt;
+}
+
+static void heartbeat(arm_t *a, const api_req *req, api_resp *resp)
+{
+    row_copy row = {0};
+    char id[1024];
+    if (authenticate(a, req, &row, id, resp) < 0)
+        return;
+    cJSON *in = req->body_len ? cJSON_ParseWithLength(req->body, req->body_len) : cJSON_CreateObject();
+    cJSON *b = cJSON_Parse(row.body), *sec = cJSON_Parse(row.secret ? row.secret : "{}");
+    cJSON *props = cJSON_GetObjectItemCaseSensitive(b, "properties");
+    const char *hc = jstr(sec, "hc"), *lk = jstr(sec, "listenKey");
+    if (!cJSON_IsObject(in) || !props || !hc || !lk) {
+        api_error(resp, 400, "InvalidRequestContent", "A heartbeat is a JSON object; the cluster needs a relay entity.");
+        goto out;
+    }
+    static const char *const reported[] = {"agentVersion", "kubernetesVersion", NULL};
+    for (size_t i = 0; reported[i]; i++) {
+        const char *v = jstr(in, reported[i]);
+        if (v && strlen(v) <= 64)
+            set_str(props, reported[i], v);
+    }
+    const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(in, "totalNodeCount");
+    if (cJSON_IsNumber(nodes) && nodes->valuedouble >= 0 && nodes->valuedouble < 1e7) {
+        cJSON_DeleteItemFromObjectCaseSensitive(props, "totalNodeCount");
+        cJSON_AddNumberToObject(props, "totalNodeCount", (int)nodes->valuedouble);
+    }
+    char now[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    set_str(props, "lastConnectivityTime", now);
+    cJSON *prof = cJSON_GetObjectItemCaseSensitive(props, "arcAgentProfile");
+    if (!cJSON_IsObject(prof)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(props, "arcAgentProfile");
+        prof = cJSON_AddObjectToObject(props, "arcAgentProfile");
+    }
+    set_str(prof, "agentState", "Succeeded");
+    cJSON_DeleteItemFromObjectCaseSensitive(sec, "lastHeartbeat");
+    cJSON_AddNumberToObject(sec, "lastHeartbeat", (double)t);
+    char *nb = cJSON_PrintUnformatted(b), *ns = cJSON_PrintUnformatted(sec);
+    char key[1024];
+    snprintf(key, sizeof key, "%s", id);
+    for (char *c = key; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    store_row r = {.id = key, .type = CC_ST, .parent = row.parent, .body = nb, .secret = ns};
+    int saved = nb && ns ? store_put(arm_store(a), &r) : -1;
+    free(nb);
+    free(ns);
+    if (saved < 0) {
+        api_error(resp, 500, "InternalServerError", "The state store failed: %s.", store_error(arm_store(a)));
+        goto out;
+    }
+    int64_t exp = (int64_t)t + 3600;
+    char resource[600], tok[SAS_MAX_TOKEN], relay[400];
+    snprintf(resource, sizeof resource, "https://%s/%s", arm_sas_host(a), hc);
+    if (sas_create(resource, "listen", lk, exp, tok, sizeof tok) < 0) {
+        api_error(resp, 500, "InternalServerError", "Could not sign the listen token.");
+        goto out;
+    }
+    snprintf(relay, sizeof relay, "wss://%s", arm_relay_host(a));
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "relay", relay);
+    cJSON_AddStringToObject(o, "hybridConnectionName", hc);
+    cJSON_AddStringToObject(o, "listenToken", tok);
+    cJSON_AddNumberToObject(o, "expiresOn", (double)exp);
+    cJSON_AddNumberToObject(o, "heartbeatSeconds", arm_options(a)->heartbeat_s);
+    cJSON *f = cJSON_AddObjectToObject(o, "features");
+    const cJSON *aad = cJSON_GetObjectItemCaseSensitive(props, "aadProfile");
+    cJSON_AddBoolToObject(f, "clusterConnect", feature_on(props, "cluster-connect", 1));
+    cJSON_AddBoolToObject(f, "azureRbac",
+                          feature_on(props, "azure-rbac",
+                                     cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(aad, "enableAzureRBAC"))));
+    cJSON_AddBoolToObject(f, "customLocations", feature_on(props, "custom-locations", 0));
+    api_json(resp, 200, cJSON_PrintUnformatted(o));
+    cJSON_Delete(o);
+    log_kv(LOG_DEBUG, "agent.heartbeat", "cluster", id, "peer", req->peer, NULL);
+out:
+    cJSON_Delete(in);
+    cJSON_Delete(b);
+    cJSON_Delete(sec);
+    row_free(&row);
+}
+
+static const char *level_name(unsigned need)
+{
+    return need == RBAC_K8S_VIEW ? "viewer" : need == RBAC_K8S_WRITE ? "writer" : need == RBAC_K8S_ADMIN ? "admin"
+                                                                                                       : "cluster-admin";
+}
+
+static void checkaccess(arm_t *a, const api_req *req, api_resp *resp)
+{
+    row_copy row = {0};
+    char id[1024];
+    if (authenticate(a, req, &row, id, resp) < 0)
+        return;
+    row_free(&row);
+    cJSON *in = cJSON_ParseWithLength(req->body, req->body_len);
+    const char *user = jstr(in, "user"), *verb = jstr(in, "verb");
+    const char *group = jstr(in, "group"), *res = jstr(in, "resource"), *ns = jstr(in, "namespace");
+    const cJSON *groups = cJSON_GetObjectItemCaseSensitive(in, "groups");
+    int non_resource = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(in, "nonResource"));
+    if (!user || !verb || (!non_resource && !res) || strlen(user) > 128 || (ns && strlen(ns) > 253) ||
+        (groups && !cJSON_IsArray(groups)) || cJSON_GetArraySize(groups) > 4096) {
+        api_error(resp, 400, "InvalidRequestContent", "checkaccess wants user, verb, resource or nonResource.");
+        cJSON_Delete(in);
+        return;
+    }
+    size_t ng = (size_t)cJSON_GetArraySize(groups), k = 0;
+    char **gs = calloc(ng + 1, sizeof *gs);
+    const cJSON *g;
+    cJSON_ArrayForEach(g, groups) if (cJSON_IsString(g)) gs[k++] = g->valuestring;
+    char target[1400];
+    if (ns && *ns)
+        snprintf(target, sizeof target, "%s/namespaces/%s", id, ns);
+    else
+        snprintf(target, sizeof target, "%s", id);
+    unsigned need = rbac_k8s_required(verb, group ? group : "", res ? res : "", ns, non_resource);
+    unsigned have = arm_perms_of(a, user, gs, k, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(in, "overage")),
+                                 target);
+    int allowed = (have & need) == need;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "allowed", allowed);
+    cJSON_AddStringToObject(o, "level", level_name(need));
+    char reason[600];
+    if (allowed)
+        snprintf(reason, sizeof reason, "a role assignment at or above %s grants %s", target, level_name(need));
+    else
+        snprintf(reason, sizeof reason,
+                 "User %s does not have access to %s %s%s%s in Azure (needs an Azure Arc Kubernetes %s role at the "
+                 "cluster%s). Update role assignment to allow access.",
+                 user, verb, non_resource ? "this path" : res, ns && *ns ? " in namespace " : "", ns && *ns ? ns : "",
+                 need == RBAC_K8S_VIEW ? "Viewer" : need == RBAC_K8S_WRITE ? "Writer" : need == RBAC_K8S_ADMIN ? "Admin"
+                                                                                                                 : "Cluster Admin",
+                 ns && *ns ? " or namespace" : "");
+    cJSON_AddStringToObject(o, "reason", reason);
+    api_json(resp, 200, cJSON_PrintUnformatted(o));
+    cJSON_Delete(o);
+    free(gs);
+    cJSON_Delete(in);
+}
+
+int agentapi_route(void *ud, const api_req *req, api_resp *resp)
+{
+    arm_t *a = ud;
+    if (req->path.n < 10 || memcmp(req->path.p, "/agent/v1/", 10) != 0)
+        return 0;
+    if (!api_method(req, "POST")) {
+        api_error(resp, 405, "MethodNotAllowed", "Agent calls are POSTs.");
+        return 1;
+    }
+    url_slice rest = {req->path.p + 10, req->path.n - 10};
+    if (rest.n == 9 && !memcmp(rest.p, "heartbeat", 9))
+        heartbeat(a, req, resp);
+    else if (rest.n == 11 && !memcmp(rest.p, "checkaccess", 11))
+        checkaccess(a, req, resp);
+    else
+        api_error(resp, 404, "NotFound", "No such agent call.");
+    return 1;
+}
