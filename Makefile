@@ -53,11 +53,11 @@ $(BUILD)/bin/clusterconnect-agent: $(AGENT_SRC) $(AGENT_HDR) $(BUILD)/lib/libck.
 # module under test carries the sanitizers. A test or fuzz target named
 # after a hub or proxy module (test_store, fuzz_kubeconfig) also gets that
 # module's source.
-MODULE_SRC = $(wildcard csrc/hub/$*.c csrc/proxy/$*.c)
+MODULE_SRC = $(wildcard csrc/hub/$*.c csrc/proxy/$*.c csrc/agent/$*.c)
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: csrc/tests/test_%.c csrc/tests/check.h $(CORE_SRC) $(CORE_HDR) $$(MODULE_SRC)
 	@mkdir -p $(BUILD)/tests
-	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -Icsrc/hub -Icsrc/proxy $< $(CORE_SRC) $(MODULE_SRC) $(PKG_LIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -Icsrc/hub -Icsrc/proxy -Icsrc/agent $< $(CORE_SRC) $(MODULE_SRC) $(PKG_LIBS) -o $@
 
 tests: $(TESTS)
 check: tests

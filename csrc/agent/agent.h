@@ -24,6 +24,11 @@ typedef struct agent_cfg {
     const char *audience;
     const char *jwks_file;
     const char *groups_file; /* group source for tokens with a groups overage */
+    /* Registered mode (az connectedk8s connect): the hub hands out the
+     * relay, the hybrid connection, Listen tokens and feature switches. */
+    const char *hub;          /* https://hub */
+    const char *resource_id;  /* the connectedCluster's ARM id */
+    const char *identity_key; /* PEM private key whose public half the resource holds */
 } agent_cfg;
 
 typedef struct agent {
@@ -38,11 +43,47 @@ typedef struct agent {
     uint64_t requests, streams;
     struct channel *chans;
     int stopping;
+    /* registered mode (reg.c) */
+    int hub_mode;
+    char relay_buf[512], hc_buf[256];
+    char hub_token[2048];
+    int64_t hub_token_exp;
+    int cluster_connect; /* the feature switch: listen or not */
+    int azure_rbac;      /* ask the hub before each impersonated request */
+    int channels_started;
+    char k8s_version[64];
+    struct reg *reg;
+    tls_ctx *hub_tls;
 } agent_t;
 
 void channel_start_all(agent_t *a);
 void channel_tick(agent_t *a);
 void channel_stop_all(agent_t *a);
+/* cluster-connect off/on: close the channels without stopping the agent,
+ * or open them again. */
+void channel_pause_all(agent_t *a);
+void channel_resume_all(agent_t *a);
+
+/* reg.c: heartbeats to the hub (registered mode). */
+int reg_start(agent_t *a, char err[256]);
+void reg_tick(agent_t *a);
+void reg_stop(agent_t *a);
+/* An agent JWT for hub calls (malloc'd), or NULL. */
+char *reg_agent_jwt(agent_t *a);
+
+/* authz.c: azure-rbac checks (registered mode with the feature on). */
+typedef struct authz_attrs {
+    char verb[24], group[128], resource[128], subresource[64], nspace[254];
+    int non_resource;
+} authz_attrs;
+/* Kubernetes request attributes from method and target, as the API
+ * server's RequestInfo derives them. */
+void authz_attrs_of(const char *method, size_t ml, const char *target, size_t tl, authz_attrs *out);
+typedef void (*authz_cb)(void *ud, int allowed, const char *level, const char *reason);
+struct hcli;
+/* Asks the hub; cb runs once (allowed < 0: the hub could not answer). */
+struct hcli *authz_check(agent_t *a, const char *user, char **groups, size_t ngroups, int overage,
+                         const authz_attrs *at, authz_cb cb, void *ud);
 
 /* Serves one accepted rendezvous (address from the accept message). */
 void fwd_accept(agent_t *a, const char *address);

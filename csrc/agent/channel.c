@@ -36,6 +36,14 @@ static uint64_t now_ms(void)
 
 static long make_token(agent_t *a, int64_t exp, char *out, size_t cap)
 {
+    if (a->hub_mode) {
+        /* Registered mode: the hub's latest Listen token (reg.c). */
+        size_t n = strlen(a->hub_token);
+        if (!n || n >= cap)
+            return -1;
+        memcpy(out, a->hub_token, n + 1);
+        return (long)n;
+    }
     /* The resource names the relay host without port, as the SDKs do. */
     char resource[1024];
     const char *h = strstr(a->cfg.relay, "://");
@@ -73,7 +81,7 @@ static void on_open(wsc_t *w, int status, int http_status, const char *reason)
     }
     ch->w = NULL;
     log_kv(LOG_WARN, "channel.refused", "channel", idx, "status", st, "reason", reason, NULL);
-    if (!a->stopping)
+    if (!a->stopping && !(a->hub_mode && !a->cluster_connect))
         schedule_retry(ch);
 }
 
@@ -104,7 +112,7 @@ static void on_close(wsc_t *w, int code, const char *reason)
     ch->up = 0;
     ch->w = NULL;
     log_kv(LOG_WARN, "channel.down", "channel", idx, "code", cs, "reason", reason, NULL);
-    if (!a->stopping)
+    if (!a->stopping && !(a->hub_mode && !a->cluster_connect))
         schedule_retry(ch);
 }
 
@@ -114,7 +122,7 @@ static void dial(channel *ch)
 {
     agent_t *a = ch->a;
     char tok[SAS_MAX_TOKEN], hdr[SAS_MAX_TOKEN + 32], url[2048];
-    ch->token_exp = (int64_t)time(NULL) + a->cfg.token_ttl;
+    ch->token_exp = a->hub_mode ? a->hub_token_exp : (int64_t)time(NULL) + a->cfg.token_ttl;
     if (make_token(a, ch->token_exp, tok, sizeof tok) < 0) {
         log_kv(LOG_ERROR, "channel.token", "error", "cannot build the listen token (name or key too long)", NULL);
         return;
@@ -134,6 +142,7 @@ static void dial(channel *ch)
 
 void channel_start_all(agent_t *a)
 {
+    a->channels_started = 1;
     a->chans = calloc((size_t)a->cfg.channels, sizeof(channel));
     for (int i = 0; i < a->cfg.channels; i++) {
         a->chans[i].a = a;
@@ -155,11 +164,14 @@ void channel_tick(agent_t *a)
         }
         if (!ch->up)
             continue;
-        /* Renew 5 minutes before expiry, or at 3/4 of a short lifetime. */
+        /* Renew 5 minutes before expiry, or at 3/4 of a short lifetime;
+         * in registered mode once the hub has handed out a newer token. */
         int64_t margin = a->cfg.token_ttl > 1200 ? 300 : a->cfg.token_ttl / 4;
+        if (a->hub_mode)
+            margin = a->hub_token_exp > ch->token_exp ? 300 : -1000000;
         if (wall >= ch->token_exp - margin) {
             char tok[SAS_MAX_TOKEN];
-            int64_t exp = wall + a->cfg.token_ttl;
+            int64_t exp = a->hub_mode ? a->hub_token_exp : wall + a->cfg.token_ttl;
             if (make_token(a, exp, tok, sizeof tok) > 0) {
                 cJSON *m = cJSON_CreateObject();
                 cJSON_AddStringToObject(cJSON_AddObjectToObject(m, "renewToken"), "token", tok);
@@ -188,4 +200,20 @@ void channel_stop_all(agent_t *a)
     for (int i = 0; i < a->cfg.channels; i++)
         if (a->chans[i].w)
             wsc_close(a->chans[i].w, WS_CLOSE_GOING_AWAY, "agent stopping");
+}
+
+void channel_pause_all(agent_t *a)
+{
+    for (int i = 0; a->chans && i < a->cfg.channels; i++) {
+        a->chans[i].retry_at = 0;
+        if (a->chans[i].w)
+            wsc_close(a->chans[i].w, WS_CLOSE_GOING_AWAY, "cluster-connect disabled");
+    }
+}
+
+void channel_resume_all(agent_t *a)
+{
+    for (int i = 0; a->chans && i < a->cfg.channels; i++)
+        if (!a->chans[i].w && !a->chans[i].retry_at)
+            dial(&a->chans[i]);
 }

@@ -24,6 +24,7 @@
 
 #include "agent.h"
 #include "buf.h"
+#include "hcli.h"
 #include "conn.h"
 #include "http.h"
 #include "log.h"
@@ -31,7 +32,7 @@
 #include "ws.h"
 #include "wsc.h"
 
-enum { M_HEAD, M_BODY_LEN, M_BODY_CHUNKED, M_PIPE, M_DONE };
+enum { M_HEAD, M_BODY_LEN, M_BODY_CHUNKED, M_PIPE, M_DONE, M_WAIT_AUTHZ };
 
 #define IN_MAX (256 * 1024)
 #define IN_HIGH (128 * 1024)
@@ -49,6 +50,10 @@ typedef struct fwd {
     http_chunked ch;
     int expect_upgrade;
     int closing;
+    /* azure-rbac: the hub's decision for the head at the front of `in` */
+    struct hcli *check;
+    int authz_ready, authz_allowed;
+    char authz_level[24], authz_reason[600];
 } fwd;
 
 static void fwd_finish(fwd *f)
@@ -56,6 +61,8 @@ static void fwd_finish(fwd *f)
     if (f->closing)
         return;
     f->closing = 1;
+    hcli_cancel(f->check);
+    f->check = NULL;
     if (f->ws)
         wsc_close(f->ws, WS_CLOSE_NORMAL, "");
     if (f->up)
@@ -73,9 +80,14 @@ static void maybe_free(fwd *f)
 /* Answers the client directly with a Kubernetes Status object and ends
  * the stream (what follows the refused request cannot be trusted to be
  * framed as the client meant). */
-static void status_reply(fwd *f, int code, const char *reason, const char *message)
+static void status_reply(fwd *f, int code, const char *reason, const char *msg_in)
 {
-    char body[1024], resp[1400];
+    char body[1024], resp[1400], message[700];
+    /* The message lands in a JSON string: keep it printable and unquoted. */
+    size_t mi = 0;
+    for (; msg_in[mi] && mi + 1 < sizeof message; mi++)
+        message[mi] = (msg_in[mi] == '"' || msg_in[mi] == '\\' || (unsigned char)msg_in[mi] < 0x20) ? ' ' : msg_in[mi];
+    message[mi] = '\0';
     int bl = snprintf(body, sizeof body,
                       "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\","
                       "\"message\":\"%s\",\"reason\":\"%s\",\"code\":%d}",
@@ -104,8 +116,24 @@ static int put(char *out, size_t *o, const char *p, size_t n)
     return 0;
 }
 
+static void pump_request(fwd *f);
+
+static void authz_done(void *ud, int allowed, const char *level, const char *reason)
+{
+    fwd *f = ud;
+    f->check = NULL;
+    f->authz_ready = 1;
+    f->authz_allowed = allowed;
+    snprintf(f->authz_level, sizeof f->authz_level, "%s", level);
+    snprintf(f->authz_reason, sizeof f->authz_reason, "%s", reason);
+    f->mode = M_HEAD;
+    pump_request(f);
+}
+
 /* Checks who is calling and writes the rewritten head to the API server.
- * Returns 0, or -1 after answering the client. */
+ * Returns 0, 1 when an azure-rbac decision is pending (the head stays
+ * buffered and is parsed again when it arrives), or -1 after answering the
+ * client. */
 static int forward_head(fwd *f, const http_request *req)
 {
     agent_t *a = f->a;
@@ -162,6 +190,33 @@ static int forward_head(fwd *f, const http_request *req)
               put(out, &o, "\r\n", 2);
     }
     const char *user = cl.oid[0] ? cl.oid : cl.sub;
+    if (impersonate && a->azure_rbac && !f->authz_ready) {
+        authz_attrs at;
+        authz_attrs_of(req->method, req->method_len, req->target, req->target_len, &at);
+        f->check = authz_check(a, user, cl.groups, cl.ngroups, cl.groups_overage, &at, authz_done, f);
+        jwt_claims_free(&cl);
+        if (!f->check) {
+            status_reply(f, 503, "ServiceUnavailable", "azure-rbac: cannot ask the hub for an access decision");
+            return -1;
+        }
+        return 1;
+    }
+    if (impersonate && a->azure_rbac) {
+        f->authz_ready = 0;
+        if (f->authz_allowed != 1) {
+            log_kv(LOG_INFO, "request.denied", "user", user, "reason", f->authz_reason, NULL);
+            jwt_claims_free(&cl);
+            status_reply(f, f->authz_allowed < 0 ? 503 : 403, f->authz_allowed < 0 ? "ServiceUnavailable" : "Forbidden",
+                         f->authz_reason);
+            return -1;
+        }
+        /* The hub checked the scope; the API server checks the verb
+         * through the ClusterRole bound to this level's group
+         * (deploy/agent/azure-rbac.yaml). */
+        char line[200];
+        int n = snprintf(line, sizeof line, "Impersonate-Group: connectedk8s:azure-rbac:%s\r\n", f->authz_level);
+        bad = put(out, &o, line, (size_t)n);
+    }
     if (impersonate && !bad) {
         char line[9000];
         int n = snprintf(line, sizeof line, "Authorization: Bearer %s\r\nImpersonate-User: %s\r\n", a->token, user);
@@ -231,8 +286,13 @@ static void pump_request(fwd *f)
             }
             const http_header *upg = http_find(req.headers, req.nheaders, "Upgrade");
             f->expect_upgrade = upg != NULL;
-            if (forward_head(f, &req) < 0)
+            int fh = forward_head(f, &req);
+            if (fh < 0)
                 return;
+            if (fh > 0) {
+                f->mode = M_WAIT_AUTHZ;
+                break;
+            }
             buf_consume(&f->in, (size_t)rc);
             f->mode = kind == HTTP_BODY_LENGTH ? M_BODY_LEN : kind == HTTP_BODY_CHUNKED ? M_BODY_CHUNKED : M_HEAD;
             f->remaining = blen;
@@ -261,6 +321,8 @@ static void pump_request(fwd *f)
                 f->mode = M_HEAD;
             else if (n == 0)
                 break;
+        } else if (f->mode == M_WAIT_AUTHZ) {
+            break;
         } else if (f->mode == M_PIPE) {
             conn_write(f->up, d, len);
             buf_consume(&f->in, len);

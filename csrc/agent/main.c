@@ -24,12 +24,17 @@ static const char usage[] =
     "Listens on a Hybrid Connections relay (outbound only) and forwards each caller's\n"
     "requests to the Kubernetes API server, impersonating callers with verified OIDC tokens.\n"
     "\n"
-    "Relay:\n"
+    "Registered mode (what az connectedk8s connect installs):\n"
+    "  --hub URL                https://HOST[:PORT] of arc-hub; the agent reports there, and\n"
+    "                           gets its relay, hybrid connection, Listen tokens and features\n"
+    "  --resource-id ID         the connectedCluster's ARM id\n"
+    "  --identity-key FILE      the agent's private key (PEM) whose public half the resource holds\n"
+    "Relay (without --hub):\n"
     "  --relay URL              wss://HOST[:PORT] of arc-hub or an Azure Relay namespace\n"
     "  --hybrid-connection NAME the cluster's hybrid connection\n"
     "  --key-name NAME          SAS rule with the Listen right\n"
     "  --key-file FILE          file holding that rule's key (or env CK_RELAY_KEY)\n"
-    "  --relay-ca FILE          CA bundle for the relay (default: system store)\n"
+    "  --relay-ca FILE          CA bundle for the relay and the hub (default: system store)\n"
     "  --channels N             control channels to keep open (default 2)\n"
     "  --token-ttl SECONDS      listen token lifetime, renewed before expiry (default 3600)\n"
     "  --ping-interval SECONDS  ping idle channels; 3 silent intervals = dead (default 30)\n"
@@ -134,7 +139,9 @@ static void on_tick(uv_timer_t *t)
 {
     static unsigned n;
     (void)t;
-    channel_tick(&A);
+    if (A.channels_started)
+        channel_tick(&A);
+    reg_tick(&A);
     if (++n % 30 == 0 && agent_reload_token(&A) < 0)
         log_kv(LOG_WARN, "token.reload_failed", "file", A.cfg.token_file, NULL);
 }
@@ -185,6 +192,7 @@ static void on_signal(uv_signal_t *s, int signum)
 {
     (void)s;
     log_kv(LOG_INFO, "agent.stop", "signal", signum == SIGINT ? "SIGINT" : "SIGTERM", NULL);
+    reg_stop(&A);
     channel_stop_all(&A);
     uv_close((uv_handle_t *)&tick, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
@@ -219,6 +227,12 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--version")) {
             puts("clusterconnect-agent " AGENT_VERSION);
             return 0;
+        } else if (!strcmp(a, "--hub")) {
+            c->hub = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--resource-id")) {
+            c->resource_id = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--identity-key")) {
+            c->identity_key = argv[i = need(i, argc, a)];
         } else if (!strcmp(a, "--relay")) {
             c->relay = argv[i = need(i, argc, a)];
         } else if (!strcmp(a, "--hybrid-connection")) {
@@ -275,9 +289,14 @@ int main(int argc, char **argv)
     } else {
         c->key = getenv("CK_RELAY_KEY");
     }
-    if (!c->relay || !c->hc || !c->key_name || !c->key || !c->apiserver) {
-        fprintf(stderr, "clusterconnect-agent: give --relay, --hybrid-connection, --key-name, --key-file (or "
-                        "CK_RELAY_KEY) and --apiserver (see --help)\n");
+    if (c->hub && (!c->resource_id || !c->identity_key || !c->apiserver)) {
+        fprintf(stderr, "clusterconnect-agent: --hub needs --resource-id, --identity-key and --apiserver\n");
+        return 2;
+    }
+    if (!c->hub && (!c->relay || !c->hc || !c->key_name || !c->key || !c->apiserver)) {
+        fprintf(stderr, "clusterconnect-agent: give --hub with --resource-id and --identity-key, or --relay, "
+                        "--hybrid-connection, --key-name and --key-file (or CK_RELAY_KEY); and --apiserver "
+                        "(see --help)\n");
         return 2;
     }
     if (c->channels < 1 || c->channels > 25 || c->token_ttl < 10 || c->ping_ms < 100) {
@@ -326,15 +345,28 @@ int main(int argc, char **argv)
         fprintf(stderr, "clusterconnect-agent: %s\n", lerr);
         return 1;
     }
-    channel_start_all(&A);
+    A.hub_tls = A.relay_tls;
+    if (c->hub) {
+        char rerr[256];
+        if (reg_start(&A, rerr) < 0) {
+            fprintf(stderr, "clusterconnect-agent: %s\n", rerr);
+            return 1;
+        }
+    } else {
+        channel_start_all(&A);
+    }
     uv_timer_init(A.loop, &tick);
     uv_timer_start(&tick, on_tick, 1000, 1000);
     uv_signal_init(A.loop, &sig_int);
     uv_signal_init(A.loop, &sig_term);
     uv_signal_start(&sig_int, on_signal, SIGINT);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
-    printf("clusterconnect-agent: listening on %s/$hc/%s with %d channels; health on http://%s:%d\n", c->relay,
-           c->hc, c->channels, hh, conn_bound_port(&health));
+    if (c->hub)
+        printf("clusterconnect-agent: registered mode, reporting to %s as %s; health on http://%s:%d\n", c->hub,
+               c->resource_id, hh, conn_bound_port(&health));
+    else
+        printf("clusterconnect-agent: listening on %s/$hc/%s with %d channels; health on http://%s:%d\n", c->relay,
+               c->hc, c->channels, hh, conn_bound_port(&health));
     uv_run(A.loop, UV_RUN_DEFAULT);
     jwt_keyset_free(&A.keys);
     tls_ctx_free(A.relay_tls);

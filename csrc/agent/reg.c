@@ -1,0 +1,230 @@
+/* reg: the agent's registration with arc-hub (registered mode).
+ *
+ * Every heartbeat interval the agent signs a short JWT with the identity
+ * key `az connectedk8s connect` gave it (iss = the cluster's resource id,
+ * aud = HUB/agent) and POSTs its version and the Kubernetes version to
+ * /agent/v1/heartbeat. The answer names the relay and the cluster's
+ * hybrid connection, carries a fresh Listen token (channel.c renews with
+ * it) and the feature switches: cluster-connect decides whether the
+ * channels are open, azure-rbac whether fwd.c asks the hub before each
+ * impersonated request. A failed call is retried with backoff; the
+ * channels keep running on the token they have. */
+#include <cjson/cJSON.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent.h"
+#include "enc.h"
+#include "hcli.h"
+#include "log.h"
+
+#define AGENT_VERSION "0.1.0"
+
+typedef struct reg {
+    EVP_PKEY *key;
+    hcli_t *inflight, *version_call;
+    uint64_t next_ms;
+    unsigned backoff_s;
+    unsigned interval_s;
+    int ok_once;
+} reg;
+
+static uint64_t now_ms(void)
+{
+    return uv_hrtime() / 1000000;
+}
+
+char *reg_agent_jwt(agent_t *a)
+{
+    reg *r = a->reg;
+    char jti[37];
+    enc_uuid4(jti);
+    int64_t now = (int64_t)time(NULL);
+    cJSON *c = cJSON_CreateObject();
+    char aud[600];
+    snprintf(aud, sizeof aud, "%s/agent", a->cfg.hub);
+    cJSON_AddStringToObject(c, "iss", a->cfg.resource_id);
+    cJSON_AddStringToObject(c, "sub", a->cfg.resource_id);
+    cJSON_AddStringToObject(c, "aud", aud);
+    cJSON_AddNumberToObject(c, "iat", (double)now);
+    cJSON_AddNumberToObject(c, "nbf", (double)now);
+    cJSON_AddNumberToObject(c, "exp", (double)(now + 300));
+    cJSON_AddStringToObject(c, "jti", jti);
+    char *payload = cJSON_PrintUnformatted(c);
+    cJSON_Delete(c);
+    char *tok = malloc(4096);
+    if (!payload || !tok || jwt_sign_rs256(r->key, "agent", payload, tok, 4096) < 0) {
+        free(tok);
+        tok = NULL;
+    }
+    free(payload);
+    return tok;
+}
+
+static void retry_later(agent_t *a, const char *why)
+{
+    reg *r = a->reg;
+    r->backoff_s = r->backoff_s ? (r->backoff_s * 2 > 60 ? 60 : r->backoff_s * 2) : 2;
+    r->next_ms = now_ms() + r->backoff_s * 1000ull;
+    char b[16];
+    snprintf(b, sizeof b, "%u", r->backoff_s);
+    log_kv(LOG_WARN, "reg.failed", "reason", why, "retry_in_s", b, NULL);
+}
+
+static void apply(agent_t *a, const cJSON *o)
+{
+    reg *r = a->reg;
+    const cJSON *relay = cJSON_GetObjectItemCaseSensitive(o, "relay");
+    const cJSON *hc = cJSON_GetObjectItemCaseSensitive(o, "hybridConnectionName");
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(o, "listenToken");
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(o, "expiresOn");
+    const cJSON *hb = cJSON_GetObjectItemCaseSensitive(o, "heartbeatSeconds");
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "features");
+    if (!cJSON_IsString(relay) || !cJSON_IsString(hc) || !cJSON_IsString(tok) || !cJSON_IsNumber(exp) ||
+        strlen(relay->valuestring) >= sizeof a->relay_buf || strlen(hc->valuestring) >= sizeof a->hc_buf ||
+        strlen(tok->valuestring) >= sizeof a->hub_token) {
+        retry_later(a, "the hub's answer lacks relay, hybridConnectionName, listenToken or expiresOn");
+        return;
+    }
+    if (strcmp(a->relay_buf, relay->valuestring) || strcmp(a->hc_buf, hc->valuestring)) {
+        if (a->channels_started)
+            channel_pause_all(a); /* the entity moved: listen on the new one */
+        snprintf(a->relay_buf, sizeof a->relay_buf, "%s", relay->valuestring);
+        snprintf(a->hc_buf, sizeof a->hc_buf, "%s", hc->valuestring);
+        log_kv(LOG_INFO, "reg.entity", "relay", a->relay_buf, "hc", a->hc_buf, NULL);
+    }
+    snprintf(a->hub_token, sizeof a->hub_token, "%s", tok->valuestring);
+    a->hub_token_exp = (int64_t)exp->valuedouble;
+    r->interval_s = cJSON_IsNumber(hb) && hb->valuedouble >= 1 ? (unsigned)hb->valuedouble : 60;
+    int cc = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(f, "clusterConnect"));
+    int rbac = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "azureRbac"));
+    if (rbac != a->azure_rbac)
+        log_kv(LOG_INFO, "reg.feature", "azure-rbac", rbac ? "on" : "off", NULL);
+    a->azure_rbac = rbac;
+    if (cc != a->cluster_connect || !r->ok_once)
+        log_kv(LOG_INFO, "reg.feature", "cluster-connect", cc ? "on" : "off", NULL);
+    a->cluster_connect = cc;
+    if (cc && !a->channels_started)
+        channel_start_all(a);
+    else if (cc)
+        channel_resume_all(a);
+    else if (a->channels_started)
+        channel_pause_all(a);
+    r->ok_once = 1;
+    r->backoff_s = 0;
+    r->next_ms = now_ms() + r->interval_s * 1000ull;
+}
+
+static void on_heartbeat(void *ud, int status, const char *body, size_t len, const char *err)
+{
+    agent_t *a = ud;
+    a->reg->inflight = NULL;
+    if (status != 200) {
+        char why[400];
+        snprintf(why, sizeof why, "heartbeat: %s%.*s", status < 0 ? err : "HTTP error ",
+                 status < 0 ? 0 : (int)(len > 300 ? 300 : len), body);
+        retry_later(a, why);
+        return;
+    }
+    cJSON *o = cJSON_ParseWithLength(body, len);
+    if (!o)
+        retry_later(a, "heartbeat: the answer is not JSON");
+    else
+        apply(a, o);
+    cJSON_Delete(o);
+}
+
+static void on_version(void *ud, int status, const char *body, size_t len, const char *err)
+{
+    agent_t *a = ud;
+    (void)err;
+    a->reg->version_call = NULL;
+    if (status != 200)
+        return;
+    cJSON *o = cJSON_ParseWithLength(body, len);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "gitVersion");
+    if (cJSON_IsString(v))
+        snprintf(a->k8s_version, sizeof a->k8s_version, "%s", v->valuestring);
+    cJSON_Delete(o);
+}
+
+static void heartbeat(agent_t *a)
+{
+    reg *r = a->reg;
+    if (!a->k8s_version[0] && !r->version_call) {
+        /* /version is readable by any authenticated identity; the agent
+         * needs no extra RBAC for it. */
+        char url[600], auth[sizeof a->token + 32];
+        snprintf(url, sizeof url, "%s/version", a->cfg.apiserver);
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", a->token);
+        const char *h[] = {auth, NULL};
+        r->version_call = hcli_request(a->loop, url, a->api_tls, "GET", h, NULL, 0, NULL, on_version, a);
+    }
+    char *jwt = reg_agent_jwt(a);
+    if (!jwt) {
+        retry_later(a, "cannot sign the agent token with --identity-key");
+        return;
+    }
+    char url[600], auth[4200];
+    snprintf(url, sizeof url, "%s/agent/v1/heartbeat", a->cfg.hub);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", jwt);
+    free(jwt);
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "agentVersion", AGENT_VERSION);
+    if (a->k8s_version[0])
+        cJSON_AddStringToObject(b, "kubernetesVersion", a->k8s_version);
+    char *body = cJSON_PrintUnformatted(b);
+    cJSON_Delete(b);
+    const char *h[] = {auth, "Content-Type: application/json", NULL};
+    hcli_opts ho = {.max_response = 64 * 1024, .timeout_ms = 15000};
+    r->inflight = hcli_request(a->loop, url, a->hub_tls, "POST", h, body, body ? strlen(body) : 0, &ho, on_heartbeat, a);
+    free(body);
+    if (!r->inflight)
+        retry_later(a, "bad --hub URL");
+}
+
+int reg_start(agent_t *a, char err[256])
+{
+    FILE *f = fopen(a->cfg.identity_key, "r");
+    EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    if (!k || EVP_PKEY_get_base_id(k) != EVP_PKEY_RSA) {
+        snprintf(err, 256, "--identity-key %s is not an RSA private key (PEM)", a->cfg.identity_key);
+        EVP_PKEY_free(k);
+        return -1;
+    }
+    a->reg = calloc(1, sizeof(reg));
+    if (!a->reg) {
+        EVP_PKEY_free(k);
+        snprintf(err, 256, "out of memory");
+        return -1;
+    }
+    a->reg->key = k;
+    a->hub_mode = 1;
+    a->cfg.relay = a->relay_buf;
+    a->cfg.hc = a->hc_buf;
+    heartbeat(a);
+    return 0;
+}
+
+void reg_tick(agent_t *a)
+{
+    reg *r = a->reg;
+    if (!r || a->stopping || r->inflight || now_ms() < r->next_ms)
+        return;
+    heartbeat(a);
+}
+
+void reg_stop(agent_t *a)
+{
+    reg *r = a->reg;
+    if (!r)
+        return;
+    hcli_cancel(r->inflight);
+    hcli_cancel(r->version_call);
+    r->inflight = r->version_call = NULL;
+}
