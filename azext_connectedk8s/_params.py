@@ -19,3 +19,19 @@ def load_arguments(self, _):
                    help="Local port kubectl talks to.")
         c.argument("pool", options_list=["--pool-size"], type=int,
                    help="Relay connections kept ready for new kubectl connections (0 disables).")
+
+    for scope in ("connectedk8s connect", "connectedk8s delete", "connectedk8s enable-features",
+                  "connectedk8s disable-features"):
+        with self.argument_context(scope) as c:
+            c.argument("kube_config", options_list=["--kube-config"],
+                       help="Kubeconfig file for the cluster. Default: kubectl's ($KUBECONFIG or ~/.kube/config).")
+            c.argument("kube_context", options_list=["--kube-context"], help="Kubeconfig context to use.")
+    with self.argument_context("connectedk8s connect") as c:
+        c.argument("location", options_list=["--location", "-l"], help="Location of the resource.")
+        c.argument("distribution", help="Kubernetes distribution, e.g. generic, k3s, aks_edge.")
+        c.argument("infrastructure", help="Infrastructure the cluster runs on, e.g. generic, vsphere.")
+        c.argument("timeout", type=int, help="Seconds to wait for the agent to report Connected.")
+    for scope in ("connectedk8s enable-features", "connectedk8s disable-features"):
+        with self.argument_context(scope) as c:
+            c.argument("features", options_list=["--features"], nargs="+",
+                       help="cluster-connect, azure-rbac and/or custom-locations (case-insensitive).")

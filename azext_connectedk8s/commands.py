@@ -8,3 +8,6 @@ def load_command_table(self, _):
         g.custom_show_command("show", "show", table_transformer=cluster_table)
         g.custom_command("list", "list_clusters", table_transformer=clusters_table)
         g.custom_command("delete", "delete", confirmation=True)
+        g.custom_command("connect", "connect")
+        g.custom_command("enable-features", "enable_features")
+        g.custom_command("disable-features", "disable_features", confirmation=True)

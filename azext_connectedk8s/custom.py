@@ -44,8 +44,135 @@ def list_clusters(cmd, resource_group_name=None):
     return [_flatten(c) for c in (_arm.call(cmd, "GET", path, what="Listing clusters") or {}).get("value", [])]
 
 
-def delete(cmd, resource_group_name, cluster_name):
-    _arm.call(cmd, "DELETE", _arm.cluster_id(cmd, resource_group_name, cluster_name), what="Deleting the cluster")
+FEATURES = ("cluster-connect", "azure-rbac", "custom-locations")
+SELECTOR = "app.kubernetes.io/part-of=connectedk8s"
+
+
+def delete(cmd, resource_group_name, cluster_name, kube_config=None, kube_context=None):
+    """Deletes the resource, then the agent from the cluster. The resource
+    goes first: a cluster we cannot reach must not keep a resource alive."""
+    from azext_connectedk8s import _kube
+    cid = _arm.cluster_id(cmd, resource_group_name, cluster_name)
+    _arm.call(cmd, "GET", cid, what="Reading the cluster")
+    _arm.call(cmd, "DELETE", cid, what="Deleting the cluster")
+    try:
+        r1 = _kube.delete(kube_config, kube_context, "namespace", SELECTOR)
+        r2 = _kube.delete(kube_config, kube_context, "clusterrole,clusterrolebinding", SELECTOR)
+        failed = [r for r in (r1, r2) if r.returncode != 0]
+    except Exception as e:  # kubectl missing or the cluster unreachable
+        failed = [e]
+    if failed:
+        logger.warning("The resource is deleted, but the agent could not be removed from the cluster (%s). Remove it "
+                       "with: kubectl delete namespace,clusterrole,clusterrolebinding -l %s",
+                       getattr(failed[0], "stderr", str(failed[0])).strip()[:300], SELECTOR)
+
+
+def connect(cmd, resource_group_name, cluster_name, location="local", kube_config=None, kube_context=None,
+            distribution="generic", infrastructure="generic", timeout=600):
+    """Creates the resource with a fresh agent identity, installs the agent
+    with server-side apply, then waits until the agent reports."""
+    from azure.cli.core.azclierror import (AzureResponseError, ResourceNotFoundError, ValidationError)
+    from azext_connectedk8s import _kube, _manifests
+    from azext_connectedk8s import _native
+    cid = _arm.cluster_id(cmd, resource_group_name, cluster_name)
+    version = _kube.server_version(kube_config, kube_context)  # fail early when the cluster is unreachable
+    logger.warning("Cluster reachable (Kubernetes %s).", version or "version unknown")
+    try:
+        _arm.call(cmd, "GET", cid, what="Reading the cluster")
+        err = ValidationError("The connected cluster %s already exists in resource group %s." % (
+            cluster_name, resource_group_name))
+        err.set_recommendation("Delete it first (az connectedk8s delete), or pick another name.")
+        raise err
+    except ResourceNotFoundError:
+        pass
+    key_pem, pub_b64 = _native.agent_identity()
+    body = {"location": location, "identity": {"type": "SystemAssigned"},
+            "properties": {"agentPublicKeyCertificate": pub_b64, "distribution": distribution,
+                           "infrastructure": infrastructure}}
+    _arm.call(cmd, "PUT", cid, body, what="Creating the connected cluster")
+    logger.warning("Created %s; installing the agent into the cluster ...", cid)
+    hub = cmd.cli_ctx.cloud.endpoints.resource_manager.rstrip("/")
+    ca = os.environ.get("REQUESTS_CA_BUNDLE")
+    ca_pem = open(ca).read() if ca and os.path.isfile(ca) else None
+    _kube.apply(kube_config, kube_context, _manifests.agent_objects(hub, cid, key_pem, ca_pem))
+    logger.warning("Agent installed in namespace %s. Waiting up to %ds for it to report ...",
+                   _manifests.NAMESPACE, timeout)
+    deadline, last, shown = time.time() + timeout, None, 0.0
+    while True:
+        c = _arm.call(cmd, "GET", cid, what="Reading the cluster")
+        status = (c.get("properties") or {}).get("connectivityStatus")
+        if status == "Connected":
+            logger.warning("The agent is connected.")
+            return _flatten(c)
+        if status != last or time.time() - shown > 15:
+            logger.warning("  connectivityStatus: %s (%ds left)", status, int(deadline - time.time()))
+            last, shown = status, time.time()
+        if time.time() > deadline:
+            err = AzureResponseError("The agent did not report within %ds (connectivityStatus %s)." % (timeout, status))
+            err.set_recommendation("Check the agent: kubectl -n %s get pods; kubectl -n %s logs "
+                                   "deploy/clusterconnect-agent. It must reach %s over HTTPS."
+                                   % (_manifests.NAMESPACE, _manifests.NAMESPACE, hub))
+            raise err
+        time.sleep(2)
+
+
+def _features_of(props):
+    on = {"cluster-connect": True, "azure-rbac": bool((props.get("aadProfile") or {}).get("enableAzureRBAC")),
+          "custom-locations": False}
+    for f in props.get("arcAgentryConfigurations") or []:
+        name = (f.get("feature") or "").lower()
+        if name in on:
+            on[name] = str((f.get("settings") or {}).get("enabled", "")).lower() == "true"
+    return on
+
+
+def _set_features(cmd, resource_group_name, cluster_name, features, enable, kube_config, kube_context):
+    from azure.cli.core.azclierror import InvalidArgumentValueError, ValidationError
+    from azext_connectedk8s import _kube, _manifests
+    wanted = []
+    for f in features:
+        for name in f.split(","):
+            name = name.strip().lower()
+            if name not in FEATURES:
+                raise InvalidArgumentValueError("Unknown feature '%s'. Use one or more of: %s." % (
+                    name, ", ".join(FEATURES)))
+            wanted.append(name)
+    cid = _arm.cluster_id(cmd, resource_group_name, cluster_name)
+    c = _arm.call(cmd, "GET", cid, what="Reading the cluster")
+    props = c.get("properties") or {}
+    on = _features_of(props)
+    new = dict(on)
+    for name in wanted:
+        new[name] = enable
+    if new["custom-locations"] and not new["cluster-connect"]:
+        if not enable:
+            raise ValidationError("Disabling 'cluster-connect' feature is not allowed when 'custom-locations' feature "
+                                  "is enabled.")
+        raise ValidationError("Enabling 'custom-locations' needs 'cluster-connect'; enable both together.")
+    configs = [f for f in props.get("arcAgentryConfigurations") or []
+               if (f.get("feature") or "").lower() not in FEATURES]
+    configs += [{"feature": name, "settings": {"enabled": "true" if new[name] else "false"}} for name in FEATURES]
+    if "azure-rbac" in wanted:
+        # The agent checks Azure scopes; the API server applies the verbs
+        # through these bindings (see _manifests.azure_rbac_objects).
+        if enable:
+            _kube.apply(kube_config, kube_context, _manifests.azure_rbac_objects())
+        else:
+            _kube.run(kube_config, kube_context, "delete", "clusterrolebinding", "--ignore-not-found",
+                      *["connectedk8s-azure-rbac-" + lv for lv in _manifests.RBAC_LEVELS])
+    updated = _arm.call(cmd, "PATCH", cid, {"properties": {"arcAgentryConfigurations": configs}},
+                        what="Updating the features")
+    logger.warning("%s %s; the agent applies it at its next heartbeat.", "Enabled" if enable else "Disabled",
+                   ", ".join(wanted))
+    return _flatten(updated)
+
+
+def enable_features(cmd, resource_group_name, cluster_name, features, kube_config=None, kube_context=None):
+    return _set_features(cmd, resource_group_name, cluster_name, features, True, kube_config, kube_context)
+
+
+def disable_features(cmd, resource_group_name, cluster_name, features, kube_config=None, kube_context=None):
+    return _set_features(cmd, resource_group_name, cluster_name, features, False, kube_config, kube_context)
 
 
 # ---- proxy -------------------------------------------------------------

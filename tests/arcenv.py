@@ -23,9 +23,11 @@ from kube import KubeCluster
 AGENT_AUDIENCE = "6256c85f-0aad-4d50-b960-e6e9b21efe35"
 CLUSTER_USER_ROLE = "00493d72-78f6-4148-b6c5-d3ce8e4799dd"
 class ArcEnv:
-    def __init__(self, workdir, cred_ttl=3600, hub_args=(), az=None, rg="rg1", name="c1"):
+    def __init__(self, workdir, cred_ttl=3600, hub_args=(), az=None, rg="rg1", name="c1", register=True):
+        """register=False stops after signing az in: no resource, no agent
+        (for `az connectedk8s connect` to make them)."""
         self.dir, self.cred_ttl, self.hub_args, self.az_path = workdir, cred_ttl, list(hub_args), az
-        self.rg, self.name = rg, name
+        self.rg, self.name, self.register = rg, name, register
         self._stops = []
 
     def start(self):
@@ -65,6 +67,8 @@ class ArcEnv:
         wheel = max(glob.glob(os.path.join(ROOT, "dist", "connectedk8s-*.whl")), key=os.path.getmtime)
         self.admin.run("extension", "add", "--source", wheel, "--yes")
         self.admin.login_sp(self.ids["admin_app"], self.directory["principals"][0]["secret"], self.ids["tenant"])
+        if not self.register:
+            return
         self.cid = "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Kubernetes/connectedClusters/%s" % (
             self.ids["sub"], self.rg, self.name)
         self.admin.rest("put", self.cid, {"location": "local", "properties": {"agentPublicKeyCertificate": "AA"}})
@@ -89,6 +93,33 @@ class ArcEnv:
             if time.time() > deadline or self.agent.poll() is not None:
                 raise RuntimeError("the agent did not connect:\n" + open(self.agent_log).read())
             time.sleep(0.1)
+
+    def start_registered_agent(self, log_name="agent-registered.log"):
+        """Runs the agent as `az connectedk8s connect` installed it, but as a
+        local process (no kubelet here): identity and settings are read back
+        from the Secret and ConfigMap connect applied. Returns the Popen."""
+        k = self.kube
+        cfg = json.loads(k.kubectl("get", "configmap", "clusterconnect-config", "-n", "azure-arc", "-o", "json").stdout)
+        sec = json.loads(k.kubectl("get", "secret", "clusterconnect-identity", "-n", "azure-arc", "-o", "json").stdout)
+        import base64
+        key = os.path.join(self.dir, "identity.key")
+        with open(key, "wb") as f:
+            f.write(base64.b64decode(sec["data"]["key.pem"]))
+        os.chmod(key, 0o600)
+        args = [os.path.join(BUILD, "bin", "clusterconnect-agent"), "--hub", cfg["data"]["hub"],
+                "--resource-id", cfg["data"]["resourceId"], "--identity-key", key,
+                "--apiserver", "https://127.0.0.1:%d" % k.port, "--apiserver-ca", os.path.join(k.dir, "ca.pem"),
+                "--token-file", self.agent_token, "--ping-interval", "1", "--health-listen", "127.0.0.1:0"]
+        if "hub-ca.pem" in sec["data"]:
+            ca = os.path.join(self.dir, "identity-hub-ca.pem")
+            with open(ca, "wb") as f:
+                f.write(base64.b64decode(sec["data"]["hub-ca.pem"]))
+            args += ["--relay-ca", ca]
+        log = open(os.path.join(self.dir, log_name), "w")
+        p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self._stops.append(lambda: (p.terminate(), p.wait(10)))
+        p.log_path = log.name
+        return p
 
     def issuer(self):
         ctx = ssl.create_default_context(cafile=self.hub.ca)

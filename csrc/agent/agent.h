@@ -52,6 +52,7 @@ typedef struct agent {
     int azure_rbac;      /* ask the hub before each impersonated request */
     int channels_started;
     char k8s_version[64];
+    char hub_issuer[512], hub_audience[256]; /* trusted issuer handed out by the hub */
     struct reg *reg;
     tls_ctx *hub_tls;
 } agent_t;

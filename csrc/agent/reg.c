@@ -113,6 +113,25 @@ static void apply(agent_t *a, const cJSON *o)
         channel_resume_all(a);
     else if (a->channels_started)
         channel_pause_all(a);
+    /* The hub's own issuer, unless --issuer named another one. */
+    const cJSON *iss = cJSON_GetObjectItemCaseSensitive(o, "issuer");
+    const cJSON *aud = cJSON_GetObjectItemCaseSensitive(o, "audience");
+    const cJSON *jwks = cJSON_GetObjectItemCaseSensitive(o, "jwks");
+    if ((!a->cfg.issuer || a->cfg.issuer == a->hub_issuer) && cJSON_IsString(iss) && cJSON_IsString(aud) &&
+        cJSON_IsObject(jwks) && strlen(iss->valuestring) < sizeof a->hub_issuer &&
+        strlen(aud->valuestring) < sizeof a->hub_audience) {
+        char *text = cJSON_PrintUnformatted(jwks), err[JWT_ERRLEN];
+        jwt_keyset ks;
+        if (text && jwt_keyset_parse(text, strlen(text), &ks, err) > 0) {
+            jwt_keyset_free(&a->keys);
+            a->keys = ks;
+            snprintf(a->hub_issuer, sizeof a->hub_issuer, "%s", iss->valuestring);
+            snprintf(a->hub_audience, sizeof a->hub_audience, "%s", aud->valuestring);
+            a->cfg.issuer = a->hub_issuer;
+            a->cfg.audience = a->hub_audience;
+        }
+        free(text);
+    }
     r->ok_once = 1;
     r->backoff_s = 0;
     r->next_ms = now_ms() + r->interval_s * 1000ull;
@@ -142,6 +161,8 @@ static void on_version(void *ud, int status, const char *body, size_t len, const
     agent_t *a = ud;
     (void)err;
     a->reg->version_call = NULL;
+    if (!a->reg->ok_once)
+        a->reg->next_ms = 0; /* the first heartbeat waited for this */
     if (status != 200)
         return;
     cJSON *o = cJSON_ParseWithLength(body, len);
@@ -151,18 +172,25 @@ static void on_version(void *ud, int status, const char *body, size_t len, const
     cJSON_Delete(o);
 }
 
+static void fetch_version(agent_t *a)
+{
+    reg *r = a->reg;
+    if (a->k8s_version[0] || r->version_call)
+        return;
+    /* /version is readable by any authenticated identity; the agent needs
+     * no extra RBAC for it. */
+    char url[600], auth[sizeof a->token + 32];
+    snprintf(url, sizeof url, "%s/version", a->cfg.apiserver);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", a->token);
+    const char *h[] = {auth, NULL};
+    hcli_opts ho = {.max_response = 64 * 1024, .timeout_ms = 3000};
+    r->version_call = hcli_request(a->loop, url, a->api_tls, "GET", h, NULL, 0, &ho, on_version, a);
+}
+
 static void heartbeat(agent_t *a)
 {
     reg *r = a->reg;
-    if (!a->k8s_version[0] && !r->version_call) {
-        /* /version is readable by any authenticated identity; the agent
-         * needs no extra RBAC for it. */
-        char url[600], auth[sizeof a->token + 32];
-        snprintf(url, sizeof url, "%s/version", a->cfg.apiserver);
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", a->token);
-        const char *h[] = {auth, NULL};
-        r->version_call = hcli_request(a->loop, url, a->api_tls, "GET", h, NULL, 0, NULL, on_version, a);
-    }
+    fetch_version(a);
     char *jwt = reg_agent_jwt(a);
     if (!jwt) {
         retry_later(a, "cannot sign the agent token with --identity-key");
@@ -207,7 +235,10 @@ int reg_start(agent_t *a, char err[256])
     a->hub_mode = 1;
     a->cfg.relay = a->relay_buf;
     a->cfg.hc = a->hc_buf;
-    heartbeat(a);
+    /* The first heartbeat carries the Kubernetes version: it goes once
+     * /version answered (or failed, or after 3 s). */
+    a->reg->next_ms = now_ms() + 3000;
+    fetch_version(a);
     return 0;
 }
 

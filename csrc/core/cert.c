@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "enc.h"
+
 static int fail(char *err, const char *what)
 {
     unsigned long e = ERR_get_error();
@@ -173,4 +175,20 @@ char *cert_key_pem(EVP_PKEY *key)
         return NULL;
     }
     return bio_to_str(b);
+}
+
+char *cert_pubkey_b64(EVP_PKEY *key)
+{
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(key, &der);
+    if (n <= 0)
+        return NULL;
+    size_t cap = ENC_B64_LEN((size_t)n) + 1;
+    char *out = malloc(cap);
+    if (out && enc_b64_encode(der, (size_t)n, out, cap) < 0) {
+        free(out);
+        out = NULL;
+    }
+    OPENSSL_free(der);
+    return out;
 }

@@ -21,5 +21,8 @@ int cert_write_pem(const char *path, X509 *crt, EVP_PKEY *key, char err[CERT_ERR
 /* PEM text of a certificate or key in malloc'd memory (caller frees). */
 char *cert_pem(X509 *crt);
 char *cert_key_pem(EVP_PKEY *key);
+/* The public half as base64 DER SubjectPublicKeyInfo (what a
+ * connectedCluster's agentPublicKeyCertificate holds), malloc'd. */
+char *cert_pubkey_b64(EVP_PKEY *key);
 
 #endif

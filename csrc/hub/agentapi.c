@@ -203,6 +203,12 @@ static void heartbeat(arm_t *a, const api_req *req, api_resp *resp)
                           feature_on(props, "azure-rbac",
                                      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(aad, "enableAzureRBAC"))));
     cJSON_AddBoolToObject(f, "customLocations", feature_on(props, "custom-locations", 0));
+    /* Whom the agent trusts for user tokens: this hub's issuer, so an
+     * installed agent needs no key files. */
+    cJSON_AddStringToObject(o, "issuer", idp_issuer(arm_idp(a)));
+    cJSON_AddStringToObject(o, "audience", arm_options(a)->agent_audience ? arm_options(a)->agent_audience
+                                                                           : "6256c85f-0aad-4d50-b960-e6e9b21efe35");
+    cJSON_AddItemToObject(o, "jwks", cJSON_Parse(idp_jwks(arm_idp(a))));
     api_json(resp, 200, cJSON_PrintUnformatted(o));
     cJSON_Delete(o);
     log_kv(LOG_DEBUG, "agent.heartbeat", "cluster", id, "peer", req->peer, NULL);

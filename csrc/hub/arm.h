@@ -28,6 +28,7 @@ typedef struct arm_opts {
     const char *arm_audience; /* token audience for ARM calls */
     int credential_ttl;       /* seconds a listClusterUserCredential SAS lives */
     int heartbeat_s;          /* agents report this often; three missed: Offline */
+    const char *agent_audience; /* audience of user tokens for agents (default: Arc's app id) */
 } arm_opts;
 
 typedef struct arm arm_t;

@@ -117,6 +117,28 @@ out:
     return out;
 }
 
+PyDoc_STRVAR(agent_identity_doc,
+             "agent_identity() -> (private_key_pem, public_key_b64)\n\n"
+             "A fresh RSA-2048 identity for a cluster agent: the private key goes into the\n"
+             "cluster, the public half (base64 DER) into agentPublicKeyCertificate.");
+static PyObject *native_agent_identity(PyObject *module, PyObject *unused)
+{
+    (void)unused;
+    EVP_PKEY *k = EVP_RSA_gen(2048);
+    char *pem = k ? cert_key_pem(k) : NULL, *pub = k ? cert_pubkey_b64(k) : NULL;
+    PyObject *out = NULL;
+    if (pem && pub)
+        out = Py_BuildValue("(ss)", pem, pub);
+    else
+        raise_native(module, E_TLS, "cannot create the agent's key pair");
+    if (pem)
+        OPENSSL_cleanse(pem, strlen(pem));
+    free(pem);
+    free(pub);
+    EVP_PKEY_free(k);
+    return out;
+}
+
 /* Reads entry fields from a dict; missing optional ones are NULL. The
  * strings live as long as the dict. */
 static int entry_from_dict(PyObject *d, kcfg_entry *e)
@@ -371,6 +393,7 @@ static PyObject *native_stop_proxy(PyObject *module, PyObject *unused)
 
 static PyMethodDef native_methods[] = {
     {"session_certs", native_session_certs, METH_NOARGS, session_certs_doc},
+    {"agent_identity", native_agent_identity, METH_NOARGS, agent_identity_doc},
     {"merge_kubeconfig", native_merge_kubeconfig, METH_VARARGS, merge_kubeconfig_doc},
     {"render_kubeconfig", native_render_kubeconfig, METH_VARARGS, render_kubeconfig_doc},
     {"run_proxy", (PyCFunction)(void (*)(void))native_run_proxy, METH_VARARGS | METH_KEYWORDS, run_proxy_doc},

@@ -1,0 +1,76 @@
+"""The agent's Kubernetes objects as `az connectedk8s connect` installs
+them (registered mode), and the azure-rbac level bindings. Everything
+carries app.kubernetes.io/part-of=connectedk8s so `delete` finds it.
+
+The manual install in deploy/agent is the same agent with a relay key
+instead of a registered identity."""
+import base64
+
+NAMESPACE = "azure-arc"
+PART_OF = {"app.kubernetes.io/part-of": "connectedk8s"}
+IMAGE = "clusterconnect-agent:0.1.0"  # build from this repository; no image is published
+# Arc Kubernetes level -> the built-in ClusterRole the API server applies
+# once the agent has checked the Azure scope (see csrc/agent/fwd.c).
+RBAC_LEVELS = {"viewer": "view", "writer": "edit", "admin": "admin", "cluster-admin": "cluster-admin"}
+
+
+def _meta(name, namespace=None):
+    m = {"name": name, "labels": dict(PART_OF)}
+    if namespace:
+        m["namespace"] = namespace
+    return m
+
+
+def agent_objects(hub_url, resource_id, private_key_pem, hub_ca_pem=None):
+    b64 = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
+    secret = {"key.pem": b64(private_key_pem)}
+    args = ["--hub=" + hub_url, "--resource-id=" + resource_id,
+            "--identity-key=/var/run/connectedk8s/identity/key.pem", "--health-listen=0.0.0.0:8081"]
+    if hub_ca_pem:
+        secret["hub-ca.pem"] = b64(hub_ca_pem)
+        args.append("--relay-ca=/var/run/connectedk8s/identity/hub-ca.pem")
+    labels = dict(PART_OF, app="clusterconnect-agent")
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(NAMESPACE)},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta("clusterconnect-agent", NAMESPACE)},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": _meta("clusterconnect-agent-impersonator"),
+         "rules": [{"apiGroups": [""], "resources": ["users", "groups", "serviceaccounts"],
+                    "verbs": ["impersonate"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": _meta("clusterconnect-agent-impersonator"),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": "clusterconnect-agent-impersonator"},
+         "subjects": [{"kind": "ServiceAccount", "name": "clusterconnect-agent", "namespace": NAMESPACE}]},
+        {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+         "metadata": _meta("clusterconnect-identity", NAMESPACE), "data": secret},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("clusterconnect-config", NAMESPACE),
+         "data": {"hub": hub_url, "resourceId": resource_id}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta("clusterconnect-agent", NAMESPACE),
+         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "clusterconnect-agent"}},
+                  "template": {"metadata": {"labels": labels}, "spec": {
+                      "serviceAccountName": "clusterconnect-agent",
+                      "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
+                                          "seccompProfile": {"type": "RuntimeDefault"}},
+                      "containers": [{
+                          "name": "agent", "image": IMAGE, "args": args,
+                          "ports": [{"name": "health", "containerPort": 8081}],
+                          "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}},
+                          "readinessProbe": {"httpGet": {"path": "/readyz", "port": "health"}},
+                          "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "128Mi"}},
+                          "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                              "capabilities": {"drop": ["ALL"]}},
+                          "volumeMounts": [{"name": "identity", "mountPath": "/var/run/connectedk8s/identity",
+                                            "readOnly": True}]}],
+                      "volumes": [{"name": "identity", "secret": {"secretName": "clusterconnect-identity",
+                                                                  "defaultMode": 0o400}}]}}}},
+    ]
+
+
+def azure_rbac_objects():
+    return [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+             "metadata": _meta("connectedk8s-azure-rbac-" + level),
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                           "name": "connectedk8s:azure-rbac:" + level}]}
+            for level, role in RBAC_LEVELS.items()]
