@@ -51,11 +51,11 @@ def main():
             % (version, env.kube.port))
         say("arc-hub on https://127.0.0.1:%d: relay, ARM control plane, demo issuer (CA %s)"
             % (env.hub.port, env.hub.ca))
-        say("az %s signed in as service principal %s; connectedCluster %s created; agent log %s"
+        say("az %s signed in as service principal %s; az connectedk8s connect created %s; agent log %s"
             % (json.loads(env.admin.run("version", "-o", "json").stdout)["azure-cli"], admin["name"], env.cid,
                env.agent_log))
-        say("(`az connectedk8s connect` is not built yet: the resource was created through ARM and the agent "
-            "started by hand)")
+        say("az connectedk8s connect installed the agent (server-side apply); with no kubelet here it runs as a "
+            "local process with the identity connect left in the cluster")
         kc = os.path.join(base, "kubeconfig")
         say("az connectedk8s proxy -n sandbox -g sandbox-rg   (KUBECONFIG=%s)" % kc)
         proxy = Proxy(env.admin, kc, free_port(), rg="sandbox-rg", name="sandbox").wait_ready()

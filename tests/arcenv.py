@@ -3,9 +3,10 @@ benchmarks need it: a real kube-apiserver, arc-hub (relay, control plane,
 demo issuer), the real az signed in with this extension installed from
 its wheel, one connectedCluster and clusterconnect-agent listening for it.
 
-Until agent registration lands, the agent uses the hub's namespace Listen
-key and the cluster's hybrid connection name read from
-listClusterUserCredential."""
+The cluster is connected with `az connectedk8s connect`; there is no
+kubelet here, so the agent it installs runs as a local process with the
+identity connect left in the cluster (as the systemd deployment runs
+it)."""
 import glob
 import json
 import os
@@ -17,7 +18,7 @@ import urllib.request
 import uuid
 
 from azcli import Az, dev_directory
-from conftest import BUILD, ROOT, ROOT_KEY, start_hub, stop_hub
+from conftest import BUILD, ROOT, start_hub, stop_hub
 from kube import KubeCluster
 
 AGENT_AUDIENCE = "6256c85f-0aad-4d50-b960-e6e9b21efe35"
@@ -58,8 +59,8 @@ class ArcEnv:
             json.dump(self.directory, f)
         self.hub = start_hub(hubdir, ["--ping-interval", "1", "--credential-ttl", str(self.cred_ttl),
                                       *self.hub_args], config={
-            "namespaceRules": [{"name": "root", "key": ROOT_KEY, "rights": ["Listen", "Send", "Manage"]}],
-            "hybridConnections": []})
+            # No shared relay key: registered agents get Listen tokens from the hub.
+            "namespaceRules": [], "hybridConnections": []})
         self._stops.append(lambda: stop_hub(self.hub))
 
         self.ext_dir = os.path.join(self.dir, "az-extensions")
@@ -71,27 +72,32 @@ class ArcEnv:
             return
         self.cid = "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Kubernetes/connectedClusters/%s" % (
             self.ids["sub"], self.rg, self.name)
-        self.admin.rest("put", self.cid, {"location": "local", "properties": {"agentPublicKeyCertificate": "AA"}})
+        self.connect()
+
+    def connect(self):
+        """`az connectedk8s connect` as a user runs it; the agent it installs
+        is started here from the identity it left in the cluster."""
+        out_path = os.path.join(self.dir, "connect.out")
+        with open(out_path, "w") as out:
+            p = subprocess.Popen([self.admin.az, "connectedk8s", "connect", "-n", self.name, "-g", self.rg,
+                                  "--kube-config", self.kube.kubeconfig, "--timeout", "120", "-o", "none"],
+                                 env=self.admin.env, stdout=out, stderr=subprocess.STDOUT)
+            deadline = time.time() + 60
+            while self.kube.kubectl("get", "secret", "clusterconnect-identity", "-n", "azure-arc",
+                                    check=False).returncode != 0:
+                if p.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("connect did not install the agent:\n" + open(out_path).read())
+                time.sleep(0.2)
+            self.agent = self.start_registered_agent()
+            self.agent_log = self.agent.log_path
+            if p.wait(150) != 0:
+                raise RuntimeError("connect failed:\n" + open(out_path).read() + open(self.agent_log).read())
         self.hc = json.loads(self.admin.rest("post", self.cid + "/listClusterUserCredential", {}).stdout)[
             "hybridConnectionConfig"]["hybridConnectionName"]
-
-        keyfile = os.path.join(self.dir, "relay.key")
-        with open(keyfile, "w") as f:
-            f.write(ROOT_KEY)
-        self.agent_log = os.path.join(self.dir, "agent.log")
-        log = open(self.agent_log, "w")
-        self.agent = subprocess.Popen([
-            os.path.join(BUILD, "bin", "clusterconnect-agent"), "--relay", self.hub.url(), "--hybrid-connection",
-            self.hc, "--key-name", "root", "--key-file", keyfile, "--relay-ca", self.hub.ca,
-            "--apiserver", "https://127.0.0.1:%d" % k.port, "--apiserver-ca", os.path.join(k.dir, "ca.pem"),
-            "--token-file", self.agent_token, "--issuer", self.issuer(), "--audience", AGENT_AUDIENCE,
-            "--jwks-file", os.path.join(hubdir, "jwks.json"), "--ping-interval", "1"],
-            stdout=log, stderr=subprocess.STDOUT)
-        self._stops.append(lambda: (self.agent.terminate(), self.agent.wait(10)))
         deadline = time.time() + 15
         while self.hub.metric("arc_relay_listeners") < 2:
             if time.time() > deadline or self.agent.poll() is not None:
-                raise RuntimeError("the agent did not connect:\n" + open(self.agent_log).read())
+                raise RuntimeError("the agent did not listen:\n" + open(self.agent_log).read())
             time.sleep(0.1)
 
     def start_registered_agent(self, log_name="agent-registered.log"):
