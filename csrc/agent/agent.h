@@ -23,6 +23,7 @@ typedef struct agent_cfg {
     const char *issuer;     /* trusted OIDC issuer (NULL: none) */
     const char *audience;
     const char *jwks_file;
+    const char *jwks_url;   /* fetched instead of jwks_file (jwks.c) */
     const char *groups_file; /* group source for tokens with a groups overage */
     /* Registered mode (az connectedk8s connect): the hub hands out the
      * relay, the hybrid connection, Listen tokens and feature switches. */
@@ -55,6 +56,7 @@ typedef struct agent {
     char hub_issuer[512], hub_audience[256]; /* trusted issuer handed out by the hub */
     struct reg *reg;
     tls_ctx *hub_tls;
+    tls_ctx *jwks_tls; /* system store: OIDC providers use public CAs */
 } agent_t;
 
 void channel_start_all(agent_t *a);
@@ -71,6 +73,15 @@ void reg_tick(agent_t *a);
 void reg_stop(agent_t *a);
 /* An agent JWT for hub calls (malloc'd), or NULL. */
 char *reg_agent_jwt(agent_t *a);
+
+/* jwks.c: keys from --jwks-url. jwks_refresh queues cb(ud, ok) for a
+ * fetch (returns -1 when none will happen: no URL, or fetched < 10 s
+ * ago); jwks_forget drops a waiter that went away. */
+typedef void (*jwks_cb)(void *ud, int ok);
+void jwks_start(agent_t *a);
+void jwks_tick(agent_t *a);
+int jwks_refresh(agent_t *a, jwks_cb cb, void *ud);
+void jwks_forget(void *ud);
 
 /* authz.c: azure-rbac checks (registered mode with the feature on). */
 typedef struct authz_attrs {

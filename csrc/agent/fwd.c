@@ -32,7 +32,7 @@
 #include "ws.h"
 #include "wsc.h"
 
-enum { M_HEAD, M_BODY_LEN, M_BODY_CHUNKED, M_PIPE, M_DONE, M_WAIT_AUTHZ };
+enum { M_HEAD, M_BODY_LEN, M_BODY_CHUNKED, M_PIPE, M_DONE, M_WAIT };
 
 #define IN_MAX (256 * 1024)
 #define IN_HIGH (128 * 1024)
@@ -52,6 +52,7 @@ typedef struct fwd {
     int closing;
     /* azure-rbac: the hub's decision for the head at the front of `in` */
     struct hcli *check;
+    int jwks_waiting, jwks_retried;
     int authz_ready, authz_allowed;
     char authz_level[24], authz_reason[600];
 } fwd;
@@ -63,6 +64,9 @@ static void fwd_finish(fwd *f)
     f->closing = 1;
     hcli_cancel(f->check);
     f->check = NULL;
+    if (f->jwks_waiting)
+        jwks_forget(f);
+    f->jwks_waiting = 0;
     if (f->ws)
         wsc_close(f->ws, WS_CLOSE_NORMAL, "");
     if (f->up)
@@ -118,6 +122,15 @@ static int put(char *out, size_t *o, const char *p, size_t n)
 
 static void pump_request(fwd *f);
 
+static void jwks_done(void *ud, int ok)
+{
+    fwd *f = ud;
+    (void)ok; /* verified again either way: the answer decides */
+    f->jwks_waiting = 0;
+    f->mode = M_HEAD;
+    pump_request(f);
+}
+
 static void authz_done(void *ud, int allowed, const char *level, const char *reason)
 {
     fwd *f = ud;
@@ -152,10 +165,21 @@ static int forward_head(fwd *f, const http_request *req)
         char err[JWT_ERRLEN];
         jwt_expect want = {a->cfg.issuer, a->cfg.audience, (int64_t)time(NULL), 60};
         int rc = jwt_verify(tok, tl, &a->keys, &want, &cl, err);
-        if (rc == JWT_ERR_UNKNOWN_KEY && agent_reload_jwks(a) == 0) { /* keys may have rotated */
+        if (rc == JWT_ERR_UNKNOWN_KEY && !f->jwks_retried && a->cfg.jwks_url) {
+            /* Keys may have rotated: hold this request until they are
+             * fetched again, then verify once more. */
+            f->jwks_retried = 1;
+            if (jwks_refresh(a, jwks_done, f) == 0) {
+                jwt_claims_free(&cl);
+                f->jwks_waiting = 1;
+                return 1;
+            }
+        }
+        if (rc == JWT_ERR_UNKNOWN_KEY && !a->cfg.jwks_url && agent_reload_jwks(a) == 0) { /* file rewritten */
             jwt_claims_free(&cl);
             rc = jwt_verify(tok, tl, &a->keys, &want, &cl, err);
         }
+        f->jwks_retried = 0;
         if (rc != JWT_OK) {
             jwt_claims_free(&cl);
             log_kv(LOG_INFO, "request.unauthenticated", "reason", err, NULL);
@@ -290,7 +314,7 @@ static void pump_request(fwd *f)
             if (fh < 0)
                 return;
             if (fh > 0) {
-                f->mode = M_WAIT_AUTHZ;
+                f->mode = M_WAIT;
                 break;
             }
             buf_consume(&f->in, (size_t)rc);
@@ -321,7 +345,7 @@ static void pump_request(fwd *f)
                 f->mode = M_HEAD;
             else if (n == 0)
                 break;
-        } else if (f->mode == M_WAIT_AUTHZ) {
+        } else if (f->mode == M_WAIT) {
             break;
         } else if (f->mode == M_PIPE) {
             conn_write(f->up, d, len);

@@ -44,12 +44,18 @@ static const char usage[] =
     "  --token-file FILE        the agent's own token (re-read every 30 s for rotation),\n"
     "                           default /var/run/secrets/kubernetes.io/serviceaccount/token\n"
     "Callers:\n"
-    "  --issuer URL --audience AUD --jwks-file FILE\n"
+    "  --issuer URL --audience AUD (--jwks-url URL | --jwks-file FILE)\n"
     "                           trusted OIDC issuer whose tokens are verified and impersonated;\n"
-    "                           other bearer tokens pass through to the API server untouched\n"
+    "                           other bearer tokens pass through to the API server untouched.\n"
+    "                           Keys from a URL are fetched hourly and when a token names an\n"
+    "                           unknown key (such requests wait for the fetch)\n"
+    "  --jwks-ca FILE           CA bundle for --jwks-url (default: system store)\n"
     "  --groups-file FILE       groups for tokens with a groups overage claim (JSON: {\"<oid>\": [\"<group>\", ...]});\n"
     "                           re-read on each such token\n"
     "Other:\n"
+    "  --config FILE            JSON object of these options without the dashes, e.g.\n"
+    "                           {\"hub\": \"https://hub\", \"resource-id\": \"/subscriptions/...\"};\n"
+    "                           flags on the command line win\n"
     "  --health-listen ADDR:PORT  /healthz, /readyz (a channel is up), /metrics (default 127.0.0.1:8081)\n"
     "  --log-level LEVEL        debug, info, warn, error\n"
     "  --version, --help\n";
@@ -142,6 +148,7 @@ static void on_tick(uv_timer_t *t)
     if (A.channels_started)
         channel_tick(&A);
     reg_tick(&A);
+    jwks_tick(&A);
     if (++n % 30 == 0 && agent_reload_token(&A) < 0)
         log_kv(LOG_WARN, "token.reload_failed", "file", A.cfg.token_file, NULL);
 }
@@ -200,6 +207,64 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&health, NULL);
 }
 
+#define CONFIG_MAX (1 << 20)
+
+/* --config FILE: its keys become flags placed before the command line's,
+ * so the command line wins (later flags overwrite earlier ones). */
+static int config_argv(int *argc, char ***argv)
+{
+    const char *path = NULL;
+    for (int i = 1; i + 1 < *argc; i++)
+        if (!strcmp((*argv)[i], "--config"))
+            path = (*argv)[i + 1];
+    if (!path)
+        return 0;
+    static char text[CONFIG_MAX];
+    if (read_file(path, text, sizeof text) <= 0) {
+        fprintf(stderr, "clusterconnect-agent: cannot read --config %s (missing, empty or over 1 MiB)\n", path);
+        return -1;
+    }
+    cJSON *o = cJSON_Parse(text);
+    if (!cJSON_IsObject(o)) {
+        fprintf(stderr, "clusterconnect-agent: --config %s is not a JSON object\n", path);
+        cJSON_Delete(o);
+        return -1;
+    }
+    int n = cJSON_GetArraySize(o);
+    char **av = calloc((size_t)(*argc + 2 * n + 1), sizeof *av);
+    int k = 0;
+    av[k++] = (*argv)[0];
+    const cJSON *it;
+    cJSON_ArrayForEach(it, o) {
+        char flag[128], val[64];
+        if (strlen(it->string) > 100 || strchr(it->string, ' ')) {
+            fprintf(stderr, "clusterconnect-agent: --config %s: bad key \"%.100s\"\n", path, it->string);
+            cJSON_Delete(o);
+            return -1;
+        }
+        snprintf(flag, sizeof flag, "--%s", it->string);
+        const char *v = NULL;
+        if (cJSON_IsString(it))
+            v = it->valuestring;
+        else if (cJSON_IsNumber(it))
+            v = (snprintf(val, sizeof val, "%g", it->valuedouble), val);
+        if (!v) {
+            fprintf(stderr, "clusterconnect-agent: --config %s: \"%s\" must be a string or a number\n", path,
+                    it->string);
+            cJSON_Delete(o);
+            return -1;
+        }
+        av[k++] = strdup(flag);
+        av[k++] = strdup(v);
+    }
+    cJSON_Delete(o);
+    for (int i = 1; i < *argc; i++)
+        av[k++] = (*argv)[i];
+    *argc = k;
+    *argv = av; /* lives as long as the process, like argv */
+    return 0;
+}
+
 static int need(int i, int argc, const char *a)
 {
     if (i + 1 >= argc) {
@@ -216,6 +281,9 @@ int main(int argc, char **argv)
     c->token_ttl = 3600;
     c->ping_ms = 30000;
     c->token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+    const char *jwks_ca = NULL;
+    if (config_argv(&argc, &argv) < 0)
+        return 2;
     const char *api_ca = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt", *relay_ca = NULL,
                *key_file = NULL, *health_addr = "127.0.0.1:8081";
     char api_default[300] = "";
@@ -261,6 +329,12 @@ int main(int argc, char **argv)
             c->audience = argv[i = need(i, argc, a)];
         } else if (!strcmp(a, "--jwks-file")) {
             c->jwks_file = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--jwks-url")) {
+            c->jwks_url = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--jwks-ca")) {
+            jwks_ca = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--config")) {
+            i = need(i, argc, a); /* read before the other flags (config_argv) */
         } else if (!strcmp(a, "--groups-file")) {
             c->groups_file = argv[i = need(i, argc, a)];
         } else if (!strcmp(a, "--health-listen")) {
@@ -303,8 +377,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "clusterconnect-agent: --channels 1..25, --token-ttl >= 10, --ping-interval >= 0.1\n");
         return 2;
     }
-    if (c->issuer && (!c->audience || !c->jwks_file)) {
-        fprintf(stderr, "clusterconnect-agent: --issuer needs --audience and --jwks-file\n");
+    if (c->issuer && (!c->audience || (!c->jwks_file && !c->jwks_url))) {
+        fprintf(stderr, "clusterconnect-agent: --issuer needs --audience and --jwks-url or --jwks-file\n");
         return 2;
     }
     url_parts u;
@@ -318,7 +392,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "clusterconnect-agent: cannot read the agent's token from %s\n", c->token_file);
         return 1;
     }
-    if (c->issuer && agent_reload_jwks(&A) < 0) {
+    if (c->issuer && c->jwks_file && !c->jwks_url && agent_reload_jwks(&A) < 0) {
         fprintf(stderr, "clusterconnect-agent: cannot load keys from --jwks-file %s\n", c->jwks_file);
         return 1;
     }
@@ -329,6 +403,10 @@ int main(int argc, char **argv)
         return 1;
     }
     tls_ctx_set_alpn(A.api_tls, "http/1.1"); /* kubectl's HTTP/1.1 stream goes through unchanged */
+    if (c->jwks_url && !(A.jwks_tls = tls_client_ctx(jwks_ca, NULL, NULL, err))) {
+        fprintf(stderr, "clusterconnect-agent: %s\n", err);
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
     A.loop = uv_default_loop();
@@ -346,6 +424,8 @@ int main(int argc, char **argv)
         return 1;
     }
     A.hub_tls = A.relay_tls;
+    if (c->issuer && c->jwks_url)
+        jwks_start(&A);
     if (c->hub) {
         char rerr[256];
         if (reg_start(&A, rerr) < 0) {

@@ -17,6 +17,7 @@ from relay_pipe import RelayPipe
 
 HC = "cluster-a"
 HC_STREAMS = "cluster-streams"  # a second agent in front of the streaming fixture
+HC_JWKS = "cluster-jwks"  # an agent configured by file, with keys from a URL
 AGENT_RBAC = """
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
@@ -66,7 +67,7 @@ def env():
     os.makedirs(os.path.join(e.dir, "hub"))
     e.hub = start_hub(os.path.join(e.dir, "hub"), ["--ping-interval", "1"], config={
         "namespaceRules": [{"name": "root", "key": ROOT_KEY, "rights": ["Listen", "Send", "Manage"]}],
-        "hybridConnections": [{"name": HC}, {"name": HC_STREAMS}]})
+        "hybridConnections": [{"name": HC}, {"name": HC_STREAMS}, {"name": HC_JWKS}]})
     keyfile = os.path.join(e.dir, "relay.key")
     with open(keyfile, "w") as f:
         f.write(ROOT_KEY)
@@ -271,7 +272,7 @@ def test_agent_reconnects_after_relay_restart(env):
         time.sleep(0.2)
     env.hub = start_hub(env.hub.dir, ["--ping-interval", "1"], config={
         "namespaceRules": [{"name": "root", "key": ROOT_KEY, "rights": ["Listen", "Send", "Manage"]}],
-        "hybridConnections": [{"name": HC}, {"name": HC_STREAMS}]}, port=port)
+        "hybridConnections": [{"name": HC}, {"name": HC_STREAMS}, {"name": HC_JWKS}]}, port=port)
     env.pipe.hub = env.hub
     deadline = time.time() + 40
     while health(env, "/readyz")[0] != 200:
@@ -378,3 +379,106 @@ def test_listen_token_is_renewed_before_it_expires(env):
     finally:
         agent.terminate()
         agent.wait(10)
+
+
+class JwksServer:
+    """An HTTPS endpoint serving the issuer's JWKS (as Entra's
+    discovery/keys does), whose document the test can rotate."""
+
+    def __init__(self, hub, doc):
+        import http.server
+        import ssl
+        import threading
+        self.doc, self.hits = doc, 0
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.hits += 1
+                body = json.dumps(outer.doc).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(os.path.join(hub.dir, "server.pem"), os.path.join(hub.dir, "server.key"))
+        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
+        self.url = "https://127.0.0.1:%d/discovery/keys" % self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+
+
+def jwk(key_file, kid):
+    from issuer import b64u
+    mod = subprocess.run(["openssl", "rsa", "-in", key_file, "-noout", "-modulus"], check=True, capture_output=True,
+                         text=True).stdout.strip().split("=", 1)[1]
+    return {"kty": "RSA", "use": "sig", "kid": kid, "alg": "RS256", "n": b64u(bytes.fromhex(mod)),
+            "e": b64u((65537).to_bytes(3, "big"))}
+
+
+def test_config_file_and_keys_from_a_url_with_rotation(env):
+    """The agent configured by --config (a flag still wins), trusting keys
+    fetched from --jwks-url: a token signed with a key published after the
+    agent started waits for a refetch instead of failing; a key nobody
+    publishes gets 401."""
+    iss = env.issuer
+    server = JwksServer(env.hub, {"keys": [jwk(iss.key, "k1")]})
+    cfg = os.path.join(env.dir, "agent-config.json")
+    with open(cfg, "w") as f:
+        json.dump({"relay": env.hub.url(), "hybrid-connection": HC_JWKS, "key-name": "root",
+                   "key-file": os.path.join(env.dir, "relay.key"), "relay-ca": env.hub.ca,
+                   "apiserver": "https://127.0.0.1:%d" % env.kube.port,
+                   "apiserver-ca": os.path.join(env.kube.dir, "ca.pem"), "token-file": env.agent_token,
+                   "issuer": iss.issuer, "audience": iss.audience, "jwks-url": server.url, "jwks-ca": env.hub.ca,
+                   "channels": 3, "ping-interval": 1}, f)
+    log = open(os.path.join(env.dir, "agent-config.log"), "w")
+    agent = subprocess.Popen([os.path.join(BUILD, "bin", "clusterconnect-agent"), "--config", cfg,
+                              "--channels", "1", "--health-listen", "127.0.0.1:0"],
+                             stdout=log, stderr=subprocess.STDOUT)
+    pipe = None
+    try:
+        deadline = time.time() + 10
+        while '"channel.up"' not in open(log.name).read():
+            assert time.time() < deadline and agent.poll() is None, open(log.name).read()
+            time.sleep(0.1)
+        assert open(log.name).read().count('"channel.up"') == 1  # --channels 1 beat the file's 3
+        pipe = RelayPipe(env.hub, HC_JWKS, env.hub.token(HC_JWKS))
+
+        def get_pods(token):
+            kc = os.path.join(env.dir, "jwks-%d.kubeconfig" % (hash(token) & 0xffff))
+            with open(kc, "w") as f:
+                f.write("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:%d',"
+                        " certificate-authority: '%s'}\nusers:\n- name: u\n  user: {token: '%s'}\ncontexts:\n"
+                        "- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n"
+                        % (pipe.port, env.hub.ca, token))
+            return subprocess.run([env.kube.kubectl_path, "--kubeconfig", kc, "get", "pods", "-A"],
+                                  capture_output=True, text=True, timeout=60)
+
+        r = get_pods(iss.mint("oid-alice", kid="k1"))
+        assert r.returncode == 0 and "web" in r.stdout, r.stderr + open(log.name).read()
+        hits = server.hits
+        # Rotation: k2 is published after the agent fetched; its first token waits for the refetch.
+        server.doc = {"keys": [jwk(iss.key, "k1"), jwk(iss.other_key, "k2")]}
+        time.sleep(10.5)  # past the 10 s gap that rate-limits refetches
+        r = get_pods(iss.mint("oid-alice", kid="k2", key=iss.other_key))
+        assert r.returncode == 0 and "web" in r.stdout, r.stderr + open(log.name).read()
+        assert server.hits == hits + 1
+        # A key nobody publishes: one more fetch at most, then 401.
+        time.sleep(10.5)
+        r = get_pods(iss.mint("oid-alice", kid="k3", key=iss.other_key))
+        assert r.returncode != 0 and "Unauthorized" in r.stderr
+        assert '"jwks.fetched"' in open(log.name).read()
+    finally:
+        if pipe:
+            pipe.close()
+        agent.terminate()
+        agent.wait(10)
+        server.close()
