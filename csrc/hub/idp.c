@@ -488,9 +488,102 @@ static int path_is(const api_req *req, const char *lit)
     return req->path.n == n && memcmp(req->path.p, lit, n) == 0;
 }
 
+/* ---- a sliver of Microsoft Graph ----------------------------------------
+ * What `az role assignment create --assignee X` asks to turn X into an
+ * object id: users by userPrincipalName, service principals by appId
+ * (servicePrincipalNames), directory objects by id. Signed-in callers
+ * only. */
+
+static cJSON *graph_object(const idp_principal *r)
+{
+    int user = strcmp(r->type, "User") == 0;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "@odata.type", user ? "#microsoft.graph.user" : "#microsoft.graph.servicePrincipal");
+    cJSON_AddStringToObject(o, "id", r->object_id);
+    cJSON_AddStringToObject(o, "displayName", r->name);
+    if (user) {
+        cJSON_AddStringToObject(o, "userPrincipalName", r->name);
+    } else if (r->app_id) {
+        cJSON_AddStringToObject(o, "appId", r->app_id);
+        cJSON *n = cJSON_AddArrayToObject(o, "servicePrincipalNames");
+        cJSON_AddItemToArray(n, cJSON_CreateString(r->app_id));
+    }
+    return o;
+}
+
+/* The quoted value after `prefix` in a $filter ("... eq 'v'"). */
+static int filter_value(const char *filter, const char *prefix, char *out, size_t cap)
+{
+    const char *q = strstr(filter, prefix);
+    if (!q)
+        return 0;
+    q += strlen(prefix);
+    const char *e = strchr(q, '\'');
+    if (!e || (size_t)(e - q) >= cap)
+        return 0;
+    memcpy(out, q, (size_t)(e - q));
+    out[e - q] = '\0';
+    return 1;
+}
+
+static void graph(idp_t *p, const api_req *req, api_resp *resp)
+{
+    const http_header *h = http_find(req->http->headers, req->http->nheaders, "Authorization");
+    char aud1[600], aud2[600], err[JWT_ERRLEN];
+    snprintf(aud1, sizeof aud1, "%s/graph/", p->public_url);
+    snprintf(aud2, sizeof aud2, "%s/graph", p->public_url);
+    const char *const auds[] = {aud1, aud2, NULL};
+    jwt_claims c;
+    memset(&c, 0, sizeof c);
+    if (!h || h->value_len < 8 || strncasecmp(h->value, "Bearer ", 7) != 0 ||
+        idp_verify(p, h->value + 7, h->value_len - 7, auds, &c, err) != JWT_OK) {
+        jwt_claims_free(&c);
+        api_error(resp, 401, "InvalidAuthenticationToken", "Access token is empty or invalid.");
+        return;
+    }
+    jwt_claims_free(&c);
+    const char *path = req->path.p + 11; /* after /graph/v1.0 */
+    size_t pn = req->path.n - 11;
+    cJSON *out = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(out, "value");
+    char filter[512] = "", want[256];
+    api_query(req, "$filter", filter, sizeof filter);
+    if (pn == 6 && !memcmp(path, "/users", 6) && api_method(req, "GET")) {
+        if (filter_value(filter, "userPrincipalName eq '", want, sizeof want))
+            for (size_t i = 0; i < p->nprincipals; i++)
+                if (!strcmp(p->principals[i].type, "User") && !strcasecmp(p->principals[i].name, want))
+                    cJSON_AddItemToArray(arr, graph_object(&p->principals[i]));
+    } else if (pn == 18 && !memcmp(path, "/servicePrincipals", 18) && api_method(req, "GET")) {
+        if (filter_value(filter, "c eq '", want, sizeof want))
+            for (size_t i = 0; i < p->nprincipals; i++)
+                if (p->principals[i].app_id && !strcasecmp(p->principals[i].app_id, want))
+                    cJSON_AddItemToArray(arr, graph_object(&p->principals[i]));
+    } else if (pn == 26 && !memcmp(path, "/directoryObjects/getByIds", 26) && api_method(req, "POST")) {
+        cJSON *in = cJSON_ParseWithLength(req->body, req->body_len);
+        const cJSON *ids = cJSON_GetObjectItemCaseSensitive(in, "ids"), *id;
+        cJSON_ArrayForEach(id, ids) if (cJSON_IsString(id))
+        {
+            const idp_principal *r = idp_find(p, id->valuestring);
+            if (r)
+                cJSON_AddItemToArray(arr, graph_object(r));
+        }
+        cJSON_Delete(in);
+    } else {
+        cJSON_Delete(out);
+        api_error(resp, 404, "Request_ResourceNotFound", "This hub serves users, servicePrincipals and "
+                                                         "directoryObjects/getByIds of Microsoft Graph only.");
+        return;
+    }
+    api_json(resp, 200, cJSON_PrintUnformatted(out));
+    cJSON_Delete(out);
+}
+
 int idp_route(void *ud, const api_req *req, api_resp *resp)
 {
     idp_t *p = ud;
+    if (req->path.n > 12 && !memcmp(req->path.p, "/graph/v1.0/", 12)) {
+        graph(p, req, resp);
+        return 1;
+    }
     if (path_is(req, "/adfs/.well-known/openid-configuration")) {
         cJSON *o = cJSON_CreateObject();
         char u[700];

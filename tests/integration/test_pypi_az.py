@@ -38,10 +38,18 @@ def test_role_assignment_by_name_show_list_proxy_delete(env):
     k.kubectl("run", "web", "--image=nginx", "-n", "default")
     k.kubectl("create", "clusterrolebinding", "alice-reads", "--clusterrole=pod-reader", "--user=" + env.ids["alice"])
     # The command people already use against Azure, by role name.
-    ra = env.admin.json("role", "assignment", "create", "--assignee-object-id", env.ids["alice"],
-                        "--assignee-principal-type", "User", "--role",
+    # The seeds' form: --assignee by user principal name (az asks the hub's
+    # Microsoft Graph sliver for the object id) and a role name.
+    ra = env.admin.json("role", "assignment", "create", "--assignee", "alice@example.test", "--role",
                         "Azure Arc Enabled Kubernetes Cluster User Role", "--scope", env.cid)
-    assert ra["principalId"] == env.ids["alice"] and ra["scope"] == env.cid
+    assert ra["principalId"] == env.ids["alice"] and ra["scope"] == env.cid and ra["principalType"] == "User"
+    # By object id too, and a service principal by its appId.
+    ra = env.admin.json("role", "assignment", "create", "--assignee", env.ids["admin_app"], "--role", "Reader",
+                        "--scope", env.cid)
+    assert ra["principalId"] == env.ids["admin"] and ra["principalType"] == "ServicePrincipal"
+    r = env.admin.run("role", "assignment", "create", "--assignee", "nobody@example.test", "--role", "Reader",
+                      "--scope", env.cid, check=False)
+    assert r.returncode != 0 and "Cannot find user or service principal" in r.stderr
     alice = env.az()
     alice.login_msi(env.ids["alice"])
     table = alice.run("connectedk8s", "show", "-n", "c1", "-g", "rg1", "-o", "table").stdout
