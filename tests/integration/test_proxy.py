@@ -215,3 +215,115 @@ def test_failed_refresh_is_reported_and_the_current_credential_keeps_serving(env
         assert p.proc.poll() is None  # still serving
     finally:
         assert p.stop() == 0
+
+
+def test_upgrade_passes_through_and_authorization_is_replaced(env, tmp_path):
+    """A 101 through `az connectedk8s proxy` becomes a byte pipe both ways.
+    The far end is a fixture listener (it stands in for an agent in front
+    of a kubelet, which does not exist here): it registers like an agent
+    (its own key, a signed heartbeat for a Listen token), then records the
+    request it gets and answers 101 and an upper-casing echo."""
+    import base64
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    from issuer import TestIssuer
+    from wsclient import connect, read_accept
+
+    hub = env.hub
+    base = "https://127.0.0.1:%d" % hub.port
+    cid = env.cid.rsplit("/", 1)[0] + "/pipe"
+    ident = TestIssuer(str(tmp_path), issuer=cid, audience=base + "/agent", kid="agent")
+    pub = subprocess.run(["openssl", "rsa", "-in", ident.key, "-pubout", "-outform", "DER"], check=True,
+                         capture_output=True).stdout
+    env.admin.rest("put", cid, {"location": "local",
+                                "properties": {"agentPublicKeyCertificate": base64.b64encode(pub).decode()}})
+    env.grant(env.ids["alice"], scope=cid)
+    jwt = ident.mint(cid, ttl=120, extra={"sub": cid})
+    req = urllib.request.Request(base + "/agent/v1/heartbeat", data=b"{}", method="POST",
+                                 headers={"Authorization": "Bearer " + jwt, "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, context=ssl.create_default_context(cafile=hub.ca)) as r:
+        reg = json.loads(r.read())
+    st, _, control = connect(hub.port, "/$hc/%s?sb-hc-action=listen" % reg["hybridConnectionName"],
+                             {"ServiceBusAuthorization": reg["listenToken"]}, ca=hub.ca)
+    assert st == 101
+    seen = {}
+
+    def fixture():
+        acc = read_accept(control, timeout=30)
+        u = urllib.parse.urlsplit(acc["address"])
+        st2, _, ws = connect(hub.port, u.path + "?" + u.query, ca=hub.ca)
+        assert st2 == 101
+        data = b""
+        while b"\r\n\r\n" not in data:
+            op, fin, payload = ws.recv_frame(timeout=10)
+            data += payload
+        head, _, rest = data.partition(b"\r\n\r\n")
+        seen["head"] = head.decode()
+        ws.send_binary(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+        got = rest
+        while len(got) < 11:
+            op, fin, payload = ws.recv_frame(timeout=10)
+            got += payload
+        ws.send_binary(got.upper())
+        seen["piped"] = got
+
+    t = threading.Thread(target=fixture, daemon=True)
+    t.start()
+    kc = str(tmp_path / "pipe.kubeconfig")
+    p = Proxy(env.alice, kc, free_port(), "--pool-size", "0", name="pipe").wait_ready()
+    try:
+        doc = json.loads(kubectl(env, kc, "config", "view", "--raw", "-o", "json").stdout)
+        certs = {}
+        for name, data in (("ca", doc["clusters"][-1]["cluster"]["certificate-authority-data"]),
+                           ("crt", doc["users"][-1]["user"]["client-certificate-data"]),
+                           ("key", doc["users"][-1]["user"]["client-key-data"])):
+            certs[name] = str(tmp_path / (name + ".pem"))
+            with open(certs[name], "wb") as f:
+                f.write(base64.b64decode(data))
+        ctx = ssl.create_default_context(cafile=certs["ca"])
+        ctx.load_cert_chain(certs["crt"], certs["key"])
+        with socket.create_connection(("127.0.0.1", p.port), timeout=15) as raw:
+            # ::1 is served too (same port), with the same client-certificate rule.
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                s.sendall(b"GET /api/v1/namespaces/default/pods/web/exec HTTP/1.1\r\nHost: x\r\n"
+                          b"Authorization: Bearer smuggled\r\nauthorization: Bearer smuggled-too\r\n"
+                          b"Connection: Upgrade\r\nUpgrade: echo\r\n\r\nhello pipe!")
+                answer = b""
+                while b"HELLO PIPE!" not in answer:
+                    chunk = s.recv(4096)
+                    assert chunk, answer
+                    answer += chunk
+        assert answer.startswith(b"HTTP/1.1 101 ")
+        t.join(10)
+        head = seen["head"]
+        auths = [l for l in head.split("\r\n") if l.lower().startswith("authorization:")]
+        assert len(auths) == 1 and "smuggled" not in head, head
+        token = auths[0].split("Bearer ", 1)[1]
+        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "==="))
+        assert claims["oid"] == env.ids["alice"] and claims["aud"] == "6256c85f-0aad-4d50-b960-e6e9b21efe35"
+        assert seen["piped"] == b"hello pipe!"
+        if socket.has_ipv6:
+            try:
+                with socket.create_connection(("::1", p.port), timeout=5) as raw6:
+                    with ctx.wrap_socket(raw6, server_hostname="127.0.0.1") as s6:
+                        assert s6.version()  # the mutual-TLS handshake completed over ::1
+            except OSError as e:
+                if "Cannot assign" not in str(e) and "unreachable" not in str(e):
+                    raise
+    finally:
+        control.sock.close()
+        assert p.stop() == 0
+
+
+def test_file_dash_prints_the_kubeconfig(env, tmp_path):
+    """-f - prints the kubeconfig instead of touching any file."""
+    home_kc = tmp_path / "untouched"
+    p = Proxy(env.alice, str(home_kc), free_port(), "-f", "-", "--token", env.sa_token).wait_ready()
+    try:
+        text = p.text()
+        assert "current-context: c1" in text and "client-key-data:" in text
+        assert not home_kc.exists()  # $KUBECONFIG was not written
+    finally:
+        assert p.stop() == 0
