@@ -37,18 +37,6 @@ static void row_free(row_copy *c)
     free(c->body), free(c->secret), free(c->parent);
 }
 
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static void set_str(cJSON *o, const char *k, const char *v)
-{
-    cJSON_DeleteItemFromObjectCaseSensitive(o, k);
-    cJSON_AddStringToObject(o, k, v);
-}
-
 static EVP_PKEY *public_key(const char *b64)
 {
     size_t n = strlen(b64);
@@ -86,7 +74,7 @@ static int authenticate(arm_t *a, const api_req *req, row_copy *row, char id[102
         return -1;
     }
     cJSON *b = cJSON_Parse(row->body);
-    const char *pk = jstr(cJSON_GetObjectItemCaseSensitive(b, "properties"), "agentPublicKeyCertificate");
+    const char *pk = api_jstr(cJSON_GetObjectItemCaseSensitive(b, "properties"), "agentPublicKeyCertificate");
     EVP_PKEY *k = pk ? public_key(pk) : NULL;
     cJSON_Delete(b);
     if (!k) {
@@ -121,10 +109,10 @@ static int feature_on(const cJSON *props, const char *name, int dflt)
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(props, "arcAgentryConfigurations"), *f;
     cJSON_ArrayForEach(f, arr)
     {
-        const char *fn = jstr(f, "feature");
+        const char *fn = api_jstr(f, "feature");
         if (!fn || strcasecmp(fn, name) != 0)
             continue;
-        const char *en = jstr(cJSON_GetObjectItemCaseSensitive(f, "settings"), "enabled");
+        const char *en = api_jstr(cJSON_GetObjectItemCaseSensitive(f, "settings"), "enabled");
         return en ? strcasecmp(en, "true") == 0 : dflt;
     }
     return dflt;
@@ -139,16 +127,16 @@ static void heartbeat(arm_t *a, const api_req *req, api_resp *resp)
     cJSON *in = req->body_len ? cJSON_ParseWithLength(req->body, req->body_len) : cJSON_CreateObject();
     cJSON *b = cJSON_Parse(row.body), *sec = cJSON_Parse(row.secret ? row.secret : "{}");
     cJSON *props = cJSON_GetObjectItemCaseSensitive(b, "properties");
-    const char *hc = jstr(sec, "hc"), *lk = jstr(sec, "listenKey");
+    const char *hc = api_jstr(sec, "hc"), *lk = api_jstr(sec, "listenKey");
     if (!cJSON_IsObject(in) || !props || !hc || !lk) {
         api_error(resp, 400, "InvalidRequestContent", "A heartbeat is a JSON object; the cluster needs a relay entity.");
         goto out;
     }
     static const char *const reported[] = {"agentVersion", "kubernetesVersion", NULL};
     for (size_t i = 0; reported[i]; i++) {
-        const char *v = jstr(in, reported[i]);
+        const char *v = api_jstr(in, reported[i]);
         if (v && strlen(v) <= 64)
-            set_str(props, reported[i], v);
+            api_set_str(props, reported[i], v);
     }
     const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(in, "totalNodeCount");
     if (cJSON_IsNumber(nodes) && nodes->valuedouble >= 0 && nodes->valuedouble < 1e7) {
@@ -160,13 +148,13 @@ static void heartbeat(arm_t *a, const api_req *req, api_resp *resp)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    set_str(props, "lastConnectivityTime", now);
+    api_set_str(props, "lastConnectivityTime", now);
     cJSON *prof = cJSON_GetObjectItemCaseSensitive(props, "arcAgentProfile");
     if (!cJSON_IsObject(prof)) {
         cJSON_DeleteItemFromObjectCaseSensitive(props, "arcAgentProfile");
         prof = cJSON_AddObjectToObject(props, "arcAgentProfile");
     }
-    set_str(prof, "agentState", "Succeeded");
+    api_set_str(prof, "agentState", "Succeeded");
     cJSON_DeleteItemFromObjectCaseSensitive(sec, "lastHeartbeat");
     cJSON_AddNumberToObject(sec, "lastHeartbeat", (double)t);
     char *nb = cJSON_PrintUnformatted(b), *ns = cJSON_PrintUnformatted(sec);
@@ -179,7 +167,7 @@ static void heartbeat(arm_t *a, const api_req *req, api_resp *resp)
     free(nb);
     free(ns);
     if (saved < 0) {
-        api_error(resp, 500, "InternalServerError", "The state store failed: %s.", store_error(arm_store(a)));
+        api_store_failed(resp, store_error(arm_store(a)));
         goto out;
     }
     int64_t exp = (int64_t)t + 3600;
@@ -233,8 +221,8 @@ static void checkaccess(arm_t *a, const api_req *req, api_resp *resp)
         return;
     row_free(&row);
     cJSON *in = cJSON_ParseWithLength(req->body, req->body_len);
-    const char *user = jstr(in, "user"), *verb = jstr(in, "verb");
-    const char *group = jstr(in, "group"), *res = jstr(in, "resource"), *ns = jstr(in, "namespace");
+    const char *user = api_jstr(in, "user"), *verb = api_jstr(in, "verb");
+    const char *group = api_jstr(in, "group"), *res = api_jstr(in, "resource"), *ns = api_jstr(in, "namespace");
     const cJSON *groups = cJSON_GetObjectItemCaseSensitive(in, "groups");
     int non_resource = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(in, "nonResource"));
     if (!user || !verb || (!non_resource && !res) || strlen(user) > 128 || (ns && strlen(ns) > 253) ||

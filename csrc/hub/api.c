@@ -76,3 +76,20 @@ int api_method(const api_req *req, const char *m)
 {
     return http_eq(req->http->method, req->http->method_len, m);
 }
+
+const char *api_jstr(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+void api_set_str(cJSON *o, const char *name, const char *str)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(o, name);
+    cJSON_AddStringToObject(o, name, str);
+}
+
+void api_store_failed(api_resp *resp, const char *why)
+{
+    api_error(resp, 500, "InternalServerError", "The state store failed: %s.", why);
+}

@@ -46,4 +46,12 @@ const char *api_form(const api_req *req, const char *name, char *out, size_t cap
 /* Whether the method is `m`. */
 int api_method(const api_req *req, const char *m);
 
+struct cJSON;
+/* o[name] when it is a string, else NULL. */
+const char *api_jstr(const struct cJSON *o, const char *name);
+/* o[name] = str, replacing what was there. */
+void api_set_str(struct cJSON *o, const char *name, const char *str);
+/* 500 for a state store failure, with SQLite's sentence. */
+void api_store_failed(api_resp *resp, const char *why);
+
 #endif

@@ -308,33 +308,20 @@ static int copy_row(void *ud, const store_row *r)
     return 0;
 }
 
-/* Sets o[name] = str whether or not it existed. */
-static void set_str(cJSON *o, const char *name, const char *str)
-{
-    cJSON_DeleteItemFromObjectCaseSensitive(o, name);
-    cJSON_AddStringToObject(o, name, str);
-}
-
-static const char *jstr(const cJSON *o, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 /* Fills the live fields (connectivity) into a stored body. */
 static void cc_live(arm_t *a, cJSON *body, const char *secret)
 {
     cJSON *props = cJSON_GetObjectItemCaseSensitive(body, "properties");
     cJSON *sec = secret ? cJSON_Parse(secret) : NULL;
-    const char *hc = jstr(sec, "hc");
+    const char *hc = api_jstr(sec, "hc");
     int listeners = hc ? relay_listeners(a->relay, hc) : -1;
-    const char *last = jstr(props, "lastConnectivityTime");
+    const char *last = api_jstr(props, "lastConnectivityTime");
     /* Connected while the agent listens or has reported within three
      * heartbeat intervals (it may have cluster-connect turned off);
      * Offline once it has been seen and then missed them. */
     const cJSON *hb = cJSON_GetObjectItemCaseSensitive(sec, "lastHeartbeat");
     int recent = cJSON_IsNumber(hb) && (double)time(NULL) - hb->valuedouble <= 3.0 * a->o.heartbeat_s;
-    if (recent && !jstr(props, "agentVersion"))
+    if (recent && !api_jstr(props, "agentVersion"))
         recent = 0;
     const char *status = listeners > 0 || recent ? "Connected" : (last && *last) ? "Offline" : "Connecting";
     if (hb && !cJSON_IsNumber(hb))
@@ -342,9 +329,9 @@ static void cc_live(arm_t *a, cJSON *body, const char *secret)
     if (listeners > 0) {
         char now[32];
         iso_now(now);
-        set_str(props, "lastConnectivityTime", now);
+        api_set_str(props, "lastConnectivityTime", now);
     }
-    set_str(props, "connectivityStatus", status);
+    api_set_str(props, "connectivityStatus", status);
     cJSON_Delete(sec);
 }
 
@@ -383,7 +370,7 @@ static int rand_key(char out[64])
 static int register_hc(arm_t *a, const char *secret)
 {
     cJSON *s = cJSON_Parse(secret);
-    const char *hc = jstr(s, "hc"), *sk = jstr(s, "sendKey"), *lk = jstr(s, "listenKey");
+    const char *hc = api_jstr(s, "hc"), *sk = api_jstr(s, "sendKey"), *lk = api_jstr(s, "listenKey");
     int rc = -1;
     if (hc && sk && lk) {
         sas_rule rules[2] = {{"send", sk, SAS_RIGHT_SEND}, {"listen", lk, SAS_RIGHT_LISTEN}};
@@ -401,14 +388,14 @@ static void cc_put(arm_t *a, const cc_ref *r, const caller *who, const api_req *
         cJSON_Delete(in);
         return;
     }
-    const char *location = jstr(in, "location");
+    const char *location = api_jstr(in, "location");
     cJSON *props = cJSON_GetObjectItemCaseSensitive(in, "properties");
     if (!location || !*location || strlen(location) > 64) {
         api_error(resp, 400, "LocationRequired", "The location property is required for this definition.");
         cJSON_Delete(in);
         return;
     }
-    if (!cJSON_IsObject(props) || !jstr(props, "agentPublicKeyCertificate")) {
+    if (!cJSON_IsObject(props) || !api_jstr(props, "agentPublicKeyCertificate")) {
         api_error(resp, 400, "InvalidParameter",
                   "properties.agentPublicKeyCertificate is required: the agent's public key (base64 DER).");
         cJSON_Delete(in);
@@ -430,7 +417,7 @@ static void cc_put(arm_t *a, const cc_ref *r, const caller *who, const api_req *
     got_row old = {0};
     int exists = store_get(a->s, r->key, copy_row, &old);
     if (exists < 0) {
-        api_error(resp, 500, "InternalServerError", "The state store failed: %s.", store_error(a->s));
+        api_store_failed(resp, store_error(a->s));
         cJSON_Delete(in);
         return;
     }
@@ -444,7 +431,7 @@ static void cc_put(arm_t *a, const cc_ref *r, const caller *who, const api_req *
     cJSON_AddStringToObject(body, "type", CC_TYPE);
     cJSON_AddStringToObject(body, "location", location);
     cJSON_AddItemToObject(body, "tags", tags ? cJSON_Duplicate(tags, 1) : cJSON_CreateObject());
-    const char *kind = jstr(in, "kind");
+    const char *kind = api_jstr(in, "kind");
     if (kind)
         cJSON_AddStringToObject(body, "kind", kind);
     cJSON *idn = cJSON_AddObjectToObject(body, "identity");
@@ -459,9 +446,9 @@ static void cc_put(arm_t *a, const cc_ref *r, const caller *who, const api_req *
     cJSON_AddStringToObject(idn, "tenantId", idp_tenant(a->idp));
     cJSON *sd = cJSON_AddObjectToObject(body, "systemData");
     cJSON *psd = cJSON_GetObjectItemCaseSensitive(prev, "systemData");
-    cJSON_AddStringToObject(sd, "createdBy", jstr(psd, "createdBy") ? jstr(psd, "createdBy") : who->oid);
-    cJSON_AddStringToObject(sd, "createdByType", jstr(psd, "createdByType") ? jstr(psd, "createdByType") : by_type);
-    cJSON_AddStringToObject(sd, "createdAt", jstr(psd, "createdAt") ? jstr(psd, "createdAt") : now);
+    cJSON_AddStringToObject(sd, "createdBy", api_jstr(psd, "createdBy") ? api_jstr(psd, "createdBy") : who->oid);
+    cJSON_AddStringToObject(sd, "createdByType", api_jstr(psd, "createdByType") ? api_jstr(psd, "createdByType") : by_type);
+    cJSON_AddStringToObject(sd, "createdAt", api_jstr(psd, "createdAt") ? api_jstr(psd, "createdAt") : now);
     cJSON_AddStringToObject(sd, "lastModifiedBy", who->oid);
     cJSON_AddStringToObject(sd, "lastModifiedByType", by_type);
     cJSON_AddStringToObject(sd, "lastModifiedAt", now);
@@ -501,7 +488,7 @@ static void cc_put(arm_t *a, const cc_ref *r, const caller *who, const api_req *
         secret = print(s);
     }
     if (cc_save(a, r, body, secret) < 0) {
-        api_error(resp, 500, "InternalServerError", "The state store failed: %s.", store_error(a->s));
+        api_store_failed(resp, store_error(a->s));
         goto out;
     }
     register_hc(a, secret);
@@ -531,7 +518,7 @@ static void cc_get(arm_t *a, const cc_ref *r, api_resp *resp)
     int rc = store_get(a->s, r->key, copy_row, &g);
     if (rc <= 0) {
         if (rc < 0)
-            api_error(resp, 500, "InternalServerError", "The state store failed: %s.", store_error(a->s));
+            api_store_failed(resp, store_error(a->s));
         else
             not_found(resp, r);
         return;
@@ -572,7 +559,7 @@ static void cc_patch(arm_t *a, const cc_ref *r, const caller *who, const api_req
     int rc = store_get(a->s, r->key, copy_row, &g);
     if (rc <= 0) {
         if (rc < 0)
-            api_error(resp, 500, "InternalServerError", "The state store failed: %s.", store_error(a->s));
+            api_store_failed(resp, store_error(a->s));
         else
             not_found(resp, r);
         goto out;
@@ -589,10 +576,10 @@ static void cc_patch(arm_t *a, const cc_ref *r, const caller *who, const api_req
     cJSON *sd = cJSON_GetObjectItemCaseSensitive(b, "systemData");
     char now[32];
     iso_now(now);
-    set_str(sd, "lastModifiedBy", who->oid);
-    set_str(sd, "lastModifiedAt", now);
+    api_set_str(sd, "lastModifiedBy", who->oid);
+    api_set_str(sd, "lastModifiedAt", now);
     if (cc_save(a, r, b, g.secret) < 0) {
-        api_error(resp, 500, "InternalServerError", "The state store failed: %s.", store_error(a->s));
+        api_store_failed(resp, store_error(a->s));
         goto out;
     }
     log_kv(LOG_INFO, "arm.cluster_patch", "id", r->id, "by", who->oid, NULL);
@@ -614,11 +601,11 @@ static void cc_delete(arm_t *a, const cc_ref *r, const caller *who, api_resp *re
         return;
     }
     if (rc < 0 || store_delete(a->s, r->key) < 0) {
-        api_error(resp, 500, "InternalServerError", "The state store failed: %s.", store_error(a->s));
+        api_store_failed(resp, store_error(a->s));
     } else {
         cJSON *s = g.secret ? cJSON_Parse(g.secret) : NULL;
-        if (jstr(s, "hc"))
-            relay_remove_hc(a->relay, jstr(s, "hc"));
+        if (api_jstr(s, "hc"))
+            relay_remove_hc(a->relay, api_jstr(s, "hc"));
         cJSON_Delete(s);
         log_kv(LOG_INFO, "arm.cluster_delete", "id", r->id, "by", who->oid, NULL);
         api_json(resp, 200, NULL);
@@ -652,7 +639,7 @@ static void cc_list(arm_t *a, const caller *who, const char *parent_prefix, api_
     list_walk w = {a, who, cJSON_AddArrayToObject(o, "value")};
     if (store_list(a->s, ST_CC, parent_prefix, NULL, list_row, &w) < 0) {
         cJSON_Delete(o);
-        api_error(resp, 500, "InternalServerError", "The state store failed: %s.", store_error(a->s));
+        api_store_failed(resp, store_error(a->s));
         return;
     }
     api_json(resp, 200, print(o));
@@ -678,7 +665,7 @@ static void cc_credential(arm_t *a, const cc_ref *r, const caller *who, const ap
         api_error(resp, 400, "InvalidRequestContent", "The request content was invalid and could not be deserialized.");
         goto out;
     }
-    const char *method = jstr(in, "authenticationMethod");
+    const char *method = api_jstr(in, "authenticationMethod");
     if (method && strcasecmp(method, "AAD") && strcasecmp(method, "Token")) {
         api_error(resp, 400, "InvalidParameter", "authenticationMethod must be 'AAD' or 'Token'.");
         goto out;
@@ -688,13 +675,13 @@ static void cc_credential(arm_t *a, const cc_ref *r, const caller *who, const ap
     int rc = store_get(a->s, r->key, copy_row, &g);
     if (rc <= 0) {
         if (rc < 0)
-            api_error(resp, 500, "InternalServerError", "The state store failed: %s.", store_error(a->s));
+            api_store_failed(resp, store_error(a->s));
         else
             not_found(resp, r);
         goto out;
     }
     sec = cJSON_Parse(g.secret ? g.secret : "{}");
-    const char *hc = jstr(sec, "hc"), *sk = jstr(sec, "sendKey");
+    const char *hc = api_jstr(sec, "hc"), *sk = api_jstr(sec, "sendKey");
     if (!hc || !sk) {
         api_error(resp, 500, "InternalServerError", "The cluster has no relay entity.");
         goto out;
@@ -912,7 +899,7 @@ static int ra_dup_row(void *ud, const store_row *row)
     ra_walk *w = ud;
     cJSON *b = cJSON_Parse(row->body);
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(b, "properties");
-    const rbac_role *have = rbac_role_by_id(jstr(p, "roleDefinitionId") ? jstr(p, "roleDefinitionId") : "");
+    const rbac_role *have = rbac_role_by_id(api_jstr(p, "roleDefinitionId") ? api_jstr(p, "roleDefinitionId") : "");
     if (strcasecmp(row->parent, w->scope) == 0 && have && strcasecmp(have->id, w->role_id) == 0)
         w->dup = 1;
     cJSON_Delete(b);
@@ -923,7 +910,7 @@ static void ra_put(arm_t *a, const authz_ref *r, const caller *who, const api_re
 {
     cJSON *in = cJSON_ParseWithLength(req->body, req->body_len);
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(in, "properties");
-    const char *rd = jstr(p, "roleDefinitionId"), *pid = jstr(p, "principalId"), *ptype = jstr(p, "principalType");
+    const char *rd = api_jstr(p, "roleDefinitionId"), *pid = api_jstr(p, "principalId"), *ptype = api_jstr(p, "principalType");
     const rbac_role *role = rd ? rbac_role_by_id(rd) : NULL;
     char key[1400], scope_l[1024], pid_l[128], now[32];
     if (!cJSON_IsObject(p) || !rd || !pid) {
@@ -983,7 +970,7 @@ static void ra_put(arm_t *a, const authz_ref *r, const caller *who, const api_re
     lower(key);
     store_row row = {.id = key, .type = ST_RA, .parent = scope_l, .principal = pid_l, .body = text};
     if (!text || store_put(a->s, &row) < 0) {
-        api_error(resp, 500, "InternalServerError", "The state store failed: %s.", store_error(a->s));
+        api_store_failed(resp, store_error(a->s));
         free(text);
         cJSON_Delete(o);
         goto out;
@@ -1097,7 +1084,7 @@ static void authz_route(arm_t *a, const authz_ref *r, const caller *who, const a
             else
                 api_error(resp, 404, "RoleAssignmentNotFound", "The role assignment '%.64s' is not found.", r->name);
         } else if (rc < 0 || (del && store_delete(a->s, key) < 0)) {
-            api_error(resp, 500, "InternalServerError", "The state store failed: %s.", store_error(a->s));
+            api_store_failed(resp, store_error(a->s));
         } else {
             if (del)
                 log_kv(LOG_INFO, "arm.role_assignment_delete", "id", id, "by", who->oid, NULL);
