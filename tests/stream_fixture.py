@@ -6,9 +6,12 @@ GET .../pods/<name> with a running Pod, and an `exec` WebSocket upgrade
 with the v5.channel.k8s.io protocol (binary frames whose first byte is the
 channel: 0 stdin, 1 stdout, 2 stderr, 3 status, 255 close-stream). It
 echoes stdin back on stdout upper-cased, and, once stdin is closed, reports
-Success on channel 3. A SPDY/3.1 upgrade on .../portforward becomes an
-upper-casing raw byte echo (the pipe, not SPDY itself). It records the headers of every request, so tests
-can check what the agent sent upstream (impersonation, credentials)."""
+Success on channel 3. A port-forward request (.../portforward) is handed,
+bytes for bytes, to `kubelet` (host:port of tests/kubelet-portforward, the
+kubelet's own port-forward server built from the pinned Kubernetes
+modules), so real kubectl port-forward speaks real SPDY end to end. It
+records the headers of every request, so tests can check what the agent
+sent upstream (impersonation, credentials)."""
 import base64
 import hashlib
 import json
@@ -34,7 +37,8 @@ DISCOVERY = {
 
 
 class StreamFixture:
-    def __init__(self, cert, key):
+    def __init__(self, cert, key, kubelet=None):
+        self.kubelet = kubelet
         self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.ctx.load_cert_chain(cert, key)
         self.srv = socket.create_server(("127.0.0.1", 0))
@@ -72,8 +76,8 @@ class StreamFixture:
                 if path.endswith("/exec") and "upgrade" in hdrs:
                     self._exec(s, hdrs, buf)
                     return
-                if path.endswith("/portforward") and hdrs.get("upgrade", [""])[0].lower() == "spdy/3.1":
-                    self._raw_echo(s, buf)
+                if path.endswith("/portforward") and self.kubelet and "upgrade" in hdrs:
+                    self._to_kubelet(s, head, buf)
                     return
                 if path in DISCOVERY:
                     self._json(s, 200, DISCOVERY[path])
@@ -143,18 +147,42 @@ class StreamFixture:
                 send(struct.pack("!H", 1000), op=8)
                 return
 
-    def _raw_echo(self, s, buf):
-        """Accepts a SPDY/3.1 upgrade and echoes raw bytes upper-cased: the
-        byte-pipe half of port-forward, without SPDY framing (a real
-        kubectl port-forward needs a SPDY server, which this is not)."""
-        s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n")
-        if buf:
-            s.sendall(buf.upper())
-        while True:
-            data = s.recv(65536)
-            if not data:
-                return
-            s.sendall(data.upper())
+    def _to_kubelet(self, s, head, buf):
+        """Pipes the request and everything after it to the kubelet's
+        port-forward server, and its answer back."""
+        k = socket.create_connection(tuple(self.kubelet.rsplit(":", 1)[0:1]) + (int(self.kubelet.rsplit(":", 1)[1]),))
+        k.sendall(head + b"\r\n\r\n" + buf)
+
+        def back():
+            try:
+                while True:
+                    d = k.recv(65536)
+                    if not d:
+                        break
+                    s.sendall(d)
+            except OSError:
+                pass
+            try:
+                s.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+        t = threading.Thread(target=back, daemon=True)
+        t.start()
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                k.sendall(d)
+        except (OSError, ssl.SSLError):
+            pass
+        try:
+            k.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        t.join(30)
+        k.close()
 
     def close(self):
         self.srv.close()

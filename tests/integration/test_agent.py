@@ -12,7 +12,7 @@ import pytest
 
 from conftest import BUILD, ROOT_KEY, start_hub, stop_hub
 from issuer import TestIssuer
-from kube import KubeCluster
+from kube import KubeCluster, free_port
 from relay_pipe import RelayPipe
 
 HC = "cluster-a"
@@ -286,8 +286,13 @@ def test_agent_reconnects_after_relay_restart(env):
 def streams(env):
     """A second agent, in front of the streaming fixture (tests/stream_fixture.py),
     reached through its own hybrid connection and relay_pipe."""
+    from kube import kube_bin
     from stream_fixture import StreamFixture
-    fx = StreamFixture(os.path.join(env.hub.dir, "server.pem"), os.path.join(env.hub.dir, "server.key"))
+    kubelet = subprocess.Popen([os.path.join(kube_bin(), "kubelet-portforward"), "127.0.0.1:0"],
+                               stdout=subprocess.PIPE, text=True)
+    kubelet_addr = kubelet.stdout.readline().strip()
+    fx = StreamFixture(os.path.join(env.hub.dir, "server.pem"), os.path.join(env.hub.dir, "server.key"),
+                       kubelet=kubelet_addr)
     log = open(os.path.join(env.dir, "agent-streams.log"), "w")
     agent = subprocess.Popen([
         os.path.join(BUILD, "bin", "clusterconnect-agent"), "--relay", env.hub.url(), "--hybrid-connection",
@@ -306,6 +311,8 @@ def streams(env):
     agent.terminate()
     agent.wait(10)
     fx.close()
+    kubelet.terminate()
+    kubelet.wait(10)
 
 
 def test_exec_streams_both_ways_through_the_streaming_fixture(env, streams, tmp_path):
@@ -330,34 +337,63 @@ def test_exec_streams_both_ways_through_the_streaming_fixture(env, streams, tmp_
     assert h["authorization"] == ["Bearer " + open(env.agent_token).read().strip()]
 
 
-def test_spdy_upgrade_becomes_a_byte_pipe(env, streams):
-    """The port-forward upgrade (Upgrade: SPDY/3.1) turns the stream into a
-    plain byte pipe both ways once the upstream answers 101. (SPDY framing
-    itself is the client's and kubelet's business; the agent only pipes.)"""
+def test_kubectl_port_forward_through_relay_and_agent(env, streams):
+    """Real `kubectl port-forward` (SPDY/3.1, kubectl's own client) through
+    relay_pipe, arc-hub and the agent, to the kubelet's own port-forward
+    server (tests/kubelet-portforward) and a TCP "pod port" that answers
+    upper-cased: two local connections carry data both ways."""
     import socket
-    import ssl
+    import threading
     fx, pipe, log = streams
-    tok = env.issuer.mint("oid-alice")
-    s = ssl.create_default_context(cafile=env.hub.ca).wrap_socket(
-        socket.create_connection(("127.0.0.1", pipe.port), timeout=10), server_hostname="127.0.0.1")
-    s.sendall(("POST /api/v1/namespaces/default/pods/web/portforward HTTP/1.1\r\nHost: x\r\n"
-               "Authorization: Bearer %s\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
-               "X-Stream-Protocol-Version: portforward.k8s.io\r\nContent-Length: 0\r\n\r\n" % tok).encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(4096)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    rest = head.split(b"\r\n\r\n", 1)[1]
-    for msg in (b"first bytes", b"\x00\x01binary\xff" * 1000):
-        s.sendall(msg)
-        got = rest
-        while len(got) < len(msg):
-            got += s.recv(65536)
-        rest = b""
-        assert got == msg.upper()
-    s.close()
-    pf = [h for m, t, h in fx.requests if t.endswith("/portforward")][-1]
-    assert pf["impersonate-user"] == ["oid-alice"]
+    pod_port = socket.socket()
+    pod_port.bind(("127.0.0.1", 0))
+    pod_port.listen(8)
+
+    def serve():
+        while True:
+            try:
+                c, _ = pod_port.accept()
+            except OSError:
+                return
+
+            def echo(c=c):
+                while True:
+                    d = c.recv(65536)
+                    if not d:
+                        break
+                    c.sendall(d.upper())
+                c.close()
+            threading.Thread(target=echo, daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    kc = os.path.join(env.dir, "pf.kubeconfig")
+    with open(kc, "w") as f:
+        f.write("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:%d', "
+                "certificate-authority: '%s'}\nusers:\n- name: u\n  user: {token: '%s'}\ncontexts:\n- name: c\n"
+                "  context: {cluster: c, user: u}\ncurrent-context: c\n"
+                % (pipe.port, env.hub.ca, env.issuer.mint("oid-alice")))
+    local = free_port()
+    pf = subprocess.Popen([env.kube.kubectl_path, "--kubeconfig", kc, "port-forward", "pod/web",
+                           "%d:%d" % (local, pod_port.getsockname()[1])],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = pf.stdout.readline()
+        assert "Forwarding from 127.0.0.1:%d" % local in line, line + pf.stdout.read(2000)
+        for msg in (b"first connection", b"second\x00\x01binary" * 500):
+            with socket.create_connection(("127.0.0.1", local), timeout=20) as c:
+                c.sendall(msg)
+                got = b""
+                while len(got) < len(msg):
+                    d = c.recv(65536)
+                    assert d, got
+                    got += d
+                assert got == msg.upper()
+        reqs = [h for m, t, h in fx.requests if t.split("?")[0].endswith("/portforward")]
+        assert reqs and reqs[-1]["impersonate-user"] == ["oid-alice"]
+    finally:
+        pf.terminate()
+        pf.wait(10)
+        pod_port.close()
 
 
 def test_listen_token_is_renewed_before_it_expires(env):
