@@ -512,17 +512,22 @@ static void not_found(api_resp *resp, const cc_ref *r)
               r->name, r->rg);
 }
 
+/* Reads the cluster into *g; otherwise answers 404 or 500 and returns 0. */
+static int load_cluster(arm_t *a, const cc_ref *r, got_row *g, api_resp *resp)
+{
+    int rc = store_get(a->s, r->key, copy_row, g);
+    if (rc < 0)
+        api_store_failed(resp, store_error(a->s));
+    else if (rc == 0)
+        not_found(resp, r);
+    return rc > 0;
+}
+
 static void cc_get(arm_t *a, const cc_ref *r, api_resp *resp)
 {
     got_row g = {0};
-    int rc = store_get(a->s, r->key, copy_row, &g);
-    if (rc <= 0) {
-        if (rc < 0)
-            api_store_failed(resp, store_error(a->s));
-        else
-            not_found(resp, r);
+    if (!load_cluster(a, r, &g, resp))
         return;
-    }
     cJSON *b = cJSON_Parse(g.body);
     cc_live(a, b, g.secret);
     api_json(resp, 200, print(b));
@@ -556,14 +561,8 @@ static void cc_patch(arm_t *a, const cc_ref *r, const caller *who, const api_req
         api_error(resp, 400, "InvalidRequestContent", "Property 'properties.%.64s' cannot be updated.", it->string);
         goto out;
     }
-    int rc = store_get(a->s, r->key, copy_row, &g);
-    if (rc <= 0) {
-        if (rc < 0)
-            api_store_failed(resp, store_error(a->s));
-        else
-            not_found(resp, r);
+    if (!load_cluster(a, r, &g, resp))
         goto out;
-    }
     b = cJSON_Parse(g.body);
     if (tags)
         cJSON_ReplaceItemInObjectCaseSensitive(b, "tags", cJSON_Duplicate(tags, 1));
@@ -672,14 +671,8 @@ static void cc_credential(arm_t *a, const cc_ref *r, const caller *who, const ap
     }
     const cJSON *cp = cJSON_GetObjectItemCaseSensitive(in, "clientProxy");
     int client_proxy = !cp || cJSON_IsTrue(cp);
-    int rc = store_get(a->s, r->key, copy_row, &g);
-    if (rc <= 0) {
-        if (rc < 0)
-            api_store_failed(resp, store_error(a->s));
-        else
-            not_found(resp, r);
+    if (!load_cluster(a, r, &g, resp))
         goto out;
-    }
     sec = cJSON_Parse(g.secret ? g.secret : "{}");
     const char *hc = api_jstr(sec, "hc"), *sk = api_jstr(sec, "sendKey");
     if (!hc || !sk) {
