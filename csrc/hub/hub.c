@@ -128,13 +128,17 @@ static int serve_api(front *f, const http_request *req, url_slice path, url_slic
     if (!h->o.api || !h->o.api(h->o.api_ud, &ar, &resp))
         api_error(&resp, 404, "NotFound", "No route for %s %.*s.", http_eq(req->method, req->method_len, "GET") ? "GET" : "this method", (int)(path.n > 200 ? 200 : path.n), path.p);
     int keep = wants_keepalive(req) && !h->closing;
-    char head[1024];
+    char head[2048]; /* fixed lines + content type + resp.headers (< 512) */
     size_t blen_out = resp.body ? strlen(resp.body) : 0;
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
                      "x-ms-request-id: %08x\r\n%s%s\r\n",
                      resp.status, http_reason(resp.status), resp.ctype ? resp.ctype : "text/plain", blen_out,
                      (unsigned)(hub_now_ms() ^ (uintptr_t)f), resp.headers, keep ? "" : "Connection: close\r\n");
+    if (n < 0 || (size_t)n >= sizeof head) { /* cannot happen with the bounds above; never send a cut head */
+        free(resp.body);
+        return 0;
+    }
     conn_write2(f->c, head, (size_t)n, resp.body, blen_out);
     free(resp.body);
     f->served++;

@@ -588,11 +588,16 @@ static void begin_stop(proxy_t *p, int signum)
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->stop_async, NULL);
     pool_drop_all(p);
-    for (sess *s = p->sessions; s; s = s->next) {
-        if (s->c)
-            conn_close(s->c, 0);
-        if (s->w)
-            wsc_abort(s->w);
+    /* Close callbacks run later in the loop, but take `next` first anyway:
+     * a session may be freed by them. */
+    for (sess *s = p->sessions, *next; s; s = next) {
+        next = s->next;
+        conn_t *c = s->c;
+        wsc_t *w = s->w;
+        if (c)
+            conn_close(c, 0);
+        if (w)
+            wsc_abort(w);
     }
 }
 
