@@ -22,8 +22,33 @@ def cluster_id(cmd, rg, name):
     return CC.format(subscription(cmd), rg, name)
 
 
-def call(cmd, method, path, body=None, what="the request"):
-    """One ARM call; ARM errors become azclierror classes with ARM's message."""
+class _NoSecrets:
+    """A logging filter for azure-cli core's request/response logging
+    (on with --verbose/--debug): the credential answer carries a relay SAS
+    token, which must never reach a terminal or a log."""
+
+    def filter(self, record):
+        try:
+            text = record.getMessage()
+        except Exception:  # a record that cannot format is not ours to judge
+            return True
+        return "SharedAccessSignature" not in text and "listenToken" not in text
+
+
+def call(cmd, method, path, body=None, what="the request", secret=False):
+    """One ARM call; ARM errors become azclierror classes with ARM's message.
+    secret=True keeps the answer out of az's --verbose/--debug logging."""
+    import logging
+    if secret:
+        filt = _NoSecrets()
+        loggers = [logging.getLogger(n) for n in ("cli.azure.cli.core.util", "azure.cli.core.util")]
+        for lg in loggers:
+            lg.addFilter(filt)
+        try:
+            return call(cmd, method, path, body, what)
+        finally:
+            for lg in loggers:
+                lg.removeFilter(filt)
     from azure.cli.core.azclierror import HTTPError
     from azure.cli.core.util import send_raw_request
     sep = "&" if "?" in path else "?"

@@ -191,7 +191,8 @@ def _credentials(cmd, cid, token):
     agent: the given service-account token, or an access token for the
     agent's audience from the signed-in identity."""
     body = {"authenticationMethod": "Token" if token else "AAD", "clientProxy": True}
-    cred = _arm.call(cmd, "POST", cid + "/listClusterUserCredential", body, what="Getting the cluster credential")
+    cred = _arm.call(cmd, "POST", cid + "/listClusterUserCredential", body, what="Getting the cluster credential",
+                     secret=True)
     hc = (cred or {}).get("hybridConnectionConfig")
     if not hc:
         from azure.cli.core.azclierror import AzureResponseError

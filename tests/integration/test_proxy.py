@@ -185,6 +185,8 @@ def test_credentials_refresh_under_a_long_watch(env):
         r = kubectl(env, kc, "get", "pods", "-n", "default")
         assert r.returncode == 0 and "late" in r.stdout, r.stderr + p.text()
         assert "new relay credential" in p.text(), p.text()
+        # --verbose shows ARM traffic, but never the relay token.
+        assert "Response content" in p.text() and "SharedAccessSignature" not in p.text()
     finally:
         watch.kill()
         assert p.stop() == 0
