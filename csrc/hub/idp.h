@@ -69,6 +69,11 @@ char *idp_mint(const idp_t *p, const idp_principal *who, const char *aud, int tt
 int idp_verify(const idp_t *p, const char *token, size_t n, const char *const *auds, jwt_claims *out,
                char err[JWT_ERRLEN]);
 
+/* Also trusts `issuer` (exact iss) for ARM callers, with tokens for
+ * `audience`, signed by a key in the JWKS file: how a deployment points
+ * the control plane at Entra ID or another OIDC provider. */
+int idp_trust(idp_t *p, const char *issuer, const char *audience, const char *jwks_path, char err[256]);
+
 /* /adfs/... and /msi/token. */
 int idp_route(void *ud, const api_req *req, api_resp *resp);
 

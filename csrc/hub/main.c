@@ -41,6 +41,9 @@ static const char usage[] =
     "  --public-url URL          how clients reach this hub (default https://ADDR:PORT); the\n"
     "                            issuer is URL/adfs, the ARM token audience URL/\n"
     "  --credential-ttl SECONDS  lifetime of listClusterUserCredential relay tokens (default 3600)\n"
+    "  --trust-issuer URL --trust-audience AUD --trust-jwks-file FILE\n"
+    "                            also accept ARM callers' tokens from this issuer (Entra ID:\n"
+    "                            https://login.microsoftonline.com/<tenant>/v2.0 and its keys)\n"
     "  --heartbeat-interval SEC  agents report this often; after three missed, Offline (default 60)\n"
     "  --ping-interval SECONDS   ping idle listener control channels (default 30)\n"
     "  --rendezvous-timeout SEC  how long an accept address lives (default 10, max 30)\n"
@@ -165,6 +168,7 @@ int main(int argc, char **argv)
     const char *state_path = NULL, *dir_path = NULL, *idp_key = NULL, *public_url = NULL;
     char dev_cert[4096], dev_key[4096], dev_cfg[4096], dev_state[4096], dev_dir[4096], dev_idp[4096];
     unsigned cred_ttl = 3600, heartbeat_s = 60;
+    const char *trust_iss = NULL, *trust_aud = NULL, *trust_jwks = NULL;
     relay_opts ro = relay_default_opts;
     unsigned v;
 
@@ -225,6 +229,15 @@ int main(int argc, char **argv)
                 fprintf(stderr, "arc-hub: --credential-ttl wants 10..86400 seconds\n");
                 return 2;
             }
+        } else if (!strcmp(a, "--trust-issuer")) {
+            NEED_VAL();
+            trust_iss = val;
+        } else if (!strcmp(a, "--trust-audience")) {
+            NEED_VAL();
+            trust_aud = val;
+        } else if (!strcmp(a, "--trust-jwks-file")) {
+            NEED_VAL();
+            trust_jwks = val;
         } else if (!strcmp(a, "--heartbeat-interval")) {
             NEED_VAL();
             if (parse_uint(val, 3600, &heartbeat_s) < 0 || heartbeat_s < 1) {
@@ -362,6 +375,14 @@ int main(int argc, char **argv)
             snprintf(key_path, sizeof key_path, "%s.idp.key", state_path);
         if (!(store = store_open(state_path, err)) ||
             !(rt.idp = idp_new(dir_path, idp_key ? idp_key : key_path, url, err))) {
+            fprintf(stderr, "arc-hub: %s\n", err);
+            return 1;
+        }
+        if ((trust_iss || trust_aud || trust_jwks) && (!trust_iss || !trust_aud || !trust_jwks)) {
+            fprintf(stderr, "arc-hub: --trust-issuer needs --trust-audience and --trust-jwks-file\n");
+            return 2;
+        }
+        if (trust_iss && idp_trust(rt.idp, trust_iss, trust_aud, trust_jwks, err) < 0) {
             fprintf(stderr, "arc-hub: %s\n", err);
             return 1;
         }

@@ -31,7 +31,14 @@ def env():
     ids, directory = dev_directory()
     with open(os.path.join(d, "directory.json"), "w") as f:
         json.dump(directory, f)
-    hub = start_hub(d, ["--credential-ttl", "600"])
+    # An external OIDC issuer (Entra's shape) the control plane also trusts.
+    os.makedirs(os.path.join(d, "entra"))
+    entra = TestIssuer(os.path.join(d, "entra"), issuer="https://login.example.test/%s/v2.0" % ids["tenant"],
+                       audience="https://management.example.test/")
+    env_trust = ["--trust-issuer", entra.issuer, "--trust-audience", entra.audience,
+                 "--trust-jwks-file", entra.jwks_file]
+    hub = start_hub(d, ["--credential-ttl", "600", *env_trust])
+    hub.entra, hub.trust_args = entra, env_trust
     admin = Az(hub)
     admin.login_sp(ids["admin_app"], directory["principals"][0]["secret"], ids["tenant"])
     yield hub, ids, admin, d
@@ -252,7 +259,7 @@ def test_sigkill_loses_nothing_acknowledged(env):
                                         "/listClusterUserCredential", {}).stdout)
     hub.proc.send_signal(signal.SIGKILL)
     hub.proc.wait(5)
-    restarted = start_hub(d, ["--credential-ttl", "600"], port=hub.port)
+    restarted = start_hub(d, ["--credential-ttl", "600", *hub.trust_args], port=hub.port)
     hub.proc = restarted.proc
     listed = json.loads(admin.rest("get", "/subscriptions/%s/resourceGroups/durable/providers/"
                                    "Microsoft.Kubernetes/connectedClusters" % ids["sub"]).stdout)["value"]
@@ -267,3 +274,27 @@ def test_sigkill_loses_nothing_acknowledged(env):
     name = cred_before["hybridConnectionConfig"]["hybridConnectionName"]
     s = wsclient.connect(hub.port, "/$hc/%s?sb-hc-action=connect" % name, {"ServiceBusAuthorization": tok}, ca=hub.ca)
     assert s[0] not in (401, 403), s[:2]  # authorized (no listener yet, so not 101)
+
+
+def test_tokens_from_a_trusted_external_issuer(env):
+    """A deployment that points the control plane at Entra ID (here a test
+    issuer in Entra's shape, --trust-issuer): its users are authorized by
+    role assignments like the hub's own, through their groups too; its
+    tokens for another audience, or signed by another key, are refused."""
+    hub, ids, admin, _ = env
+    entra = hub.entra
+    cid = cluster_id(ids, rg="ext", name="e1")
+    admin.rest("put", cid, {"location": "x", "properties": {"agentPublicKeyCertificate": "AA"}})
+    group = str(uuid.uuid4())
+    admin.rest("put", cid + "/providers/Microsoft.Authorization/roleAssignments/%s" % uuid.uuid4(),
+               {"properties": {"roleDefinitionId": CUR, "principalId": group, "principalType": "Group"}},
+               api="2022-04-01")
+    user = str(uuid.uuid4())
+    path = cid + "/listClusterUserCredential?api-version=" + API
+    ok = raw(hub, "POST", path, b"{}", token=entra.mint(user, groups=[group]),
+             headers={"Content-Type": "application/json"})
+    assert ok[0] == 200 and ok[1]["hybridConnectionConfig"]["token"], ok
+    assert raw(hub, "POST", path, b"{}", token=entra.mint(user), headers={"Content-Type": "application/json"})[0] == 403
+    assert raw(hub, "POST", path, b"{}", token=entra.mint(user, groups=[group], aud="api://other"))[0] == 401
+    forged = entra.mint(user, groups=[group], key=entra.other_key)
+    assert raw(hub, "POST", path, b"{}", token=forged)[0] == 401
