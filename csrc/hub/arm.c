@@ -791,9 +791,7 @@ static cJSON *role_def_json(const rbac_role *r, const char *sub)
     cJSON *acts = cJSON_AddArrayToObject(pe, "actions"), *data = cJSON_AddArrayToObject(pe, "dataActions");
     cJSON_AddArrayToObject(pe, "notActions");
     cJSON_AddArrayToObject(pe, "notDataActions");
-    if ((r->perms & (RBAC_WRITE | RBAC_ASSIGN)) == (RBAC_WRITE | RBAC_ASSIGN))
-        cJSON_AddItemToArray(acts, cJSON_CreateString("*"));
-    else if (r->perms & RBAC_WRITE)
+    if (r->perms & RBAC_WRITE)
         cJSON_AddItemToArray(acts, cJSON_CreateString("*"));
     else if (r->perms & RBAC_READ)
         cJSON_AddItemToArray(acts, cJSON_CreateString("*/read"));
@@ -861,11 +859,6 @@ static int valid_scope(arm_t *a, const char *scope)
     return 1;
 }
 
-static cJSON *ra_json_from_row(const char *body)
-{
-    return cJSON_Parse(body);
-}
-
 typedef struct ra_walk {
     const char *scope;
     const char *principal;
@@ -881,7 +874,7 @@ static int ra_list_row(void *ud, const store_row *row)
     int above = rbac_scope_covers(row->parent, w->scope), below = rbac_scope_covers(w->scope, row->parent);
     if (!(above || (below && !w->at_scope)))
         return 0;
-    cJSON *b = ra_json_from_row(row->body);
+    cJSON *b = cJSON_Parse(row->body);
     if (b)
         cJSON_AddItemToArray(w->arr, b);
     return 0;
