@@ -12,9 +12,17 @@
  *   - any other bearer token (a service-account token) is forwarded
  *     untouched and the API server judges it;
  *   - no token: 401, as the API server itself would answer.
+ * Refusals are answered in their turn, after the answers to the requests
+ * ahead of them, and the stream carries on with the next request; bytes
+ * that cannot be framed are answered 400 and end the stream.
  * Response direction: bytes from the API server go back unchanged in
- * binary frames (watches and `logs -f` simply keep streaming). After a
- * 101 the stream is a byte pipe both ways.
+ * binary frames (watches and `logs -f` simply keep streaming).
+ *
+ * The framer (core/framer.h) holds the invariant this file depends on: no
+ * caller byte reaches the API server except inside a head forward_head()
+ * parsed, checked and rewrote, as the body that head frames, or after the
+ * API server answered 101 to the request that asked to upgrade. Bytes
+ * after an upgrade request wait in `in` until that answer is known.
  * Each direction stops reading its source while its sink is full. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,29 +34,29 @@
 #include "buf.h"
 #include "hcli.h"
 #include "conn.h"
+#include "framer.h"
 #include "http.h"
 #include "log.h"
 #include "url.h"
 #include "ws.h"
 #include "wsc.h"
 
-enum { M_HEAD, M_BODY_LEN, M_BODY_CHUNKED, M_PIPE, M_DONE, M_WAIT };
-
 #define IN_MAX (256 * 1024)
 #define IN_HIGH (128 * 1024)
 #define OUT_HEAD_MAX 32768
+
+/* What forward_head did with the head at the front of the input. */
+enum { FH_SETTLED, FH_PENDING, FH_FATAL };
 
 typedef struct fwd {
     agent_t *a;
     wsc_t *ws;
     conn_t *up;
     int up_open;
-    buf_t in;
-    size_t last_len;
-    int mode;
-    uint64_t remaining;
-    http_chunked ch;
-    int expect_upgrade;
+    buf_t in;     /* request stream from the caller, not yet settled */
+    framer fr;    /* decides what of `in` may reach the API server */
+    int waiting;  /* an asynchronous decision (JWKS, azure-rbac) holds the head */
+    int pumping, repump;
     int closing;
     /* azure-rbac: the hub's decision for the head at the front of `in` */
     struct hcli *check;
@@ -73,20 +81,30 @@ static void fwd_finish(fwd *f)
         conn_close(f->up, 1);
 }
 
+/* Ends the stream after a failure the caller cannot be told about in
+ * order (a write that failed, a server that broke framing). */
+static void fwd_fail(fwd *f, const char *why)
+{
+    log_kv(LOG_WARN, "stream.failed", "reason", why, NULL);
+    if (f->ws)
+        wsc_abort(f->ws);
+    fwd_finish(f);
+}
+
 static void maybe_free(fwd *f)
 {
     if (f->ws || f->up)
         return;
+    framer_free(&f->fr);
     buf_free(&f->in);
     free(f);
 }
 
-/* Answers the client directly with a Kubernetes Status object and ends
- * the stream (what follows the refused request cannot be trusted to be
- * framed as the client meant). */
-static void status_reply(fwd *f, int code, const char *reason, const char *msg_in)
+/* A Kubernetes Status response (kubectl prints its message) in `out`;
+ * returns its length. `close` adds Connection: close. */
+static int status_response(char *out, size_t cap, int code, const char *reason, const char *msg_in, int close)
 {
-    char body[1024], resp[1400], message[700];
+    char body[1024], message[700];
     /* The message lands in a JSON string: keep it printable and unquoted. */
     size_t mi = 0;
     for (; msg_in[mi] && mi + 1 < sizeof message; mi++)
@@ -96,12 +114,33 @@ static void status_reply(fwd *f, int code, const char *reason, const char *msg_i
                       "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\","
                       "\"message\":\"%s\",\"reason\":\"%s\",\"code\":%d}",
                       message, reason, code);
-    int n = snprintf(resp, sizeof resp,
-                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                     "Connection: close\r\n\r\n%s",
-                     code, http_reason(code), bl, body);
-    wsc_send(f->ws, WS_OP_BINARY, resp, (size_t)n);
-    f->mode = M_DONE;
+    return snprintf(out, cap,
+                    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s", code,
+                    http_reason(code), bl, close ? "Connection: close\r\n" : "", body);
+}
+
+/* Refuses the head last shown by the framer (or, with close, the bad
+ * bytes at the front): the answer goes out in its turn, after the
+ * responses to the requests ahead of it. Returns FH_SETTLED or FH_FATAL. */
+static int refuse(fwd *f, int code, const char *reason, const char *msg, int close)
+{
+    char resp[1400];
+    int n = status_response(resp, sizeof resp, code, reason, msg, close);
+    if (framer_refuse(&f->fr, resp, (size_t)n, close) < 0) {
+        fwd_fail(f, "out of memory");
+        return FH_FATAL;
+    }
+    return FH_SETTLED;
+}
+
+/* Answers at once and ends the stream: only for when the API server
+ * cannot be reached, so no answer of its can be pending. */
+static void reply_and_close(fwd *f, int code, const char *reason, const char *msg)
+{
+    char resp[1400];
+    int n = status_response(resp, sizeof resp, code, reason, msg, 1);
+    if (f->ws)
+        (void)wsc_send(f->ws, WS_OP_BINARY, resp, (size_t)n); /* closing anyway */
     fwd_finish(f);
 }
 
@@ -127,7 +166,7 @@ static void jwks_done(void *ud, int ok)
     fwd *f = ud;
     (void)ok; /* verified again either way: the answer decides */
     f->jwks_waiting = 0;
-    f->mode = M_HEAD;
+    f->waiting = 0;
     pump_request(f);
 }
 
@@ -139,22 +178,21 @@ static void authz_done(void *ud, int allowed, const char *level, const char *rea
     f->authz_allowed = allowed;
     snprintf(f->authz_level, sizeof f->authz_level, "%s", level);
     snprintf(f->authz_reason, sizeof f->authz_reason, "%s", reason);
-    f->mode = M_HEAD;
+    f->waiting = 0;
     pump_request(f);
 }
 
-/* Checks who is calling and writes the rewritten head to the API server.
- * Returns 0, 1 when an azure-rbac decision is pending (the head stays
- * buffered and is parsed again when it arrives), or -1 after answering the
- * client. */
+/* Checks who is calling and either writes the rewritten head to the API
+ * server (framer_forward) or refuses it (framer_refuse). Returns
+ * FH_SETTLED, FH_PENDING when a JWKS fetch or an azure-rbac decision is
+ * awaited (the head stays at the front of `in` and is shown again when it
+ * arrives), or FH_FATAL after the stream was ended. */
 static int forward_head(fwd *f, const http_request *req)
 {
     agent_t *a = f->a;
     const http_header *auth = http_find(req->headers, req->nheaders, "Authorization");
-    if (!auth || auth->value_len < 8 || strncasecmp(auth->value, "Bearer ", 7) != 0) {
-        status_reply(f, 401, "Unauthorized", "Unauthorized: a bearer token is required");
-        return -1;
-    }
+    if (!auth || auth->value_len < 8 || strncasecmp(auth->value, "Bearer ", 7) != 0)
+        return refuse(f, 401, "Unauthorized", "Unauthorized: a bearer token is required", 0);
     const char *tok = auth->value + 7;
     size_t tl = auth->value_len - 7;
     char iss[512] = "";
@@ -172,7 +210,7 @@ static int forward_head(fwd *f, const http_request *req)
             if (jwks_refresh(a, jwks_done, f) == 0) {
                 jwt_claims_free(&cl);
                 f->jwks_waiting = 1;
-                return 1;
+                return FH_PENDING;
             }
         }
         if (rc == JWT_ERR_UNKNOWN_KEY && !a->cfg.jwks_url && agent_reload_jwks(a) == 0) { /* file rewritten */
@@ -185,15 +223,14 @@ static int forward_head(fwd *f, const http_request *req)
             log_kv(LOG_INFO, "request.unauthenticated", "reason", err, NULL);
             char msg[256];
             snprintf(msg, sizeof msg, "Unauthorized: %s", jwt_strerror(rc));
-            status_reply(f, 401, "Unauthorized", msg);
-            return -1;
+            return refuse(f, 401, "Unauthorized", msg, 0);
         }
         for (size_t i = 0; i < req->nheaders; i++) {
             if (is_impersonate(&req->headers[i])) {
                 jwt_claims_free(&cl);
-                status_reply(f, 403, "Forbidden",
-                             "Forbidden: impersonation headers are not allowed on requests the agent impersonates");
-                return -1;
+                return refuse(f, 403, "Forbidden",
+                              "Forbidden: impersonation headers are not allowed on requests the agent impersonates",
+                              0);
             }
         }
         impersonate = 1;
@@ -219,20 +256,17 @@ static int forward_head(fwd *f, const http_request *req)
         authz_attrs_of(req->method, req->method_len, req->target, req->target_len, &at);
         f->check = authz_check(a, user, cl.groups, cl.ngroups, cl.groups_overage, &at, authz_done, f);
         jwt_claims_free(&cl);
-        if (!f->check) {
-            status_reply(f, 503, "ServiceUnavailable", "azure-rbac: cannot ask the hub for an access decision");
-            return -1;
-        }
-        return 1;
+        if (!f->check)
+            return refuse(f, 503, "ServiceUnavailable", "azure-rbac: cannot ask the hub for an access decision", 0);
+        return FH_PENDING;
     }
     if (impersonate && a->azure_rbac) {
         f->authz_ready = 0;
         if (f->authz_allowed != 1) {
             log_kv(LOG_INFO, "request.denied", "user", user, "reason", f->authz_reason, NULL);
             jwt_claims_free(&cl);
-            status_reply(f, f->authz_allowed < 0 ? 503 : 403, f->authz_allowed < 0 ? "ServiceUnavailable" : "Forbidden",
-                         f->authz_reason);
-            return -1;
+            return refuse(f, f->authz_allowed < 0 ? 503 : 403,
+                          f->authz_allowed < 0 ? "ServiceUnavailable" : "Forbidden", f->authz_reason, 0);
         }
         /* The hub checked the scope; the API server checks the verb
          * through the ClusterRole bound to this level's group
@@ -266,6 +300,10 @@ static int forward_head(fwd *f, const http_request *req)
         }
     }
     bad = bad || put(out, &o, "\r\n", 2);
+    if (bad) {
+        jwt_claims_free(&cl);
+        return refuse(f, 431, "RequestHeaderFieldsTooLarge", "request head too large after rewriting", 0);
+    }
     char path[512];
     url_slice p, q;
     url_split_target(req->target, req->target_len, &p, &q);
@@ -275,87 +313,116 @@ static int forward_head(fwd *f, const http_request *req)
     log_kv(LOG_INFO, "request", "user", impersonate ? user : "(bearer passed through)", "name",
            impersonate ? cl.name : "", "verb", verb, "path", path, NULL);
     jwt_claims_free(&cl);
-    if (bad) {
-        status_reply(f, 431, "RequestHeaderFieldsTooLarge", "request head too large after rewriting");
-        return -1;
+    if (conn_write(f->up, out, o) < 0) {
+        fwd_fail(f, "write to the API server failed");
+        return FH_FATAL;
     }
     f->a->requests++;
-    return conn_write(f->up, out, o) < 0 ? -1 : 0;
+    framer_forward(&f->fr); /* cannot fail: the framer just showed this head */
+    return FH_SETTLED;
 }
 
-/* Moves as much of the buffered request stream to the API server as it
- * will take. */
+static size_t pump_response(fwd *f, const uint8_t *d, size_t n);
+
+/* Moves as much of the buffered request stream to the API server as the
+ * framer releases and the API server connection takes. Re-entered calls
+ * (a callback run from inside) are folded into the running one. */
 static void pump_request(fwd *f)
 {
-    while (f->up_open && !f->closing && buf_len(&f->in) && conn_writable(f->up)) {
-        uint8_t *d = buf_data(&f->in);
-        size_t len = buf_len(&f->in);
-        if (f->mode == M_HEAD) {
-            http_request req;
-            int rc = http_parse_request((const char *)d, len, f->last_len, NULL, &req);
-            if (rc == HTTP_INCOMPLETE) {
-                f->last_len = len;
-                break;
-            }
-            f->last_len = 0;
-            if (rc < 0) {
-                status_reply(f, rc == HTTP_TOO_LARGE ? 431 : 400, "BadRequest", "malformed or oversized request head");
-                return;
-            }
-            uint64_t blen;
-            int kind = http_request_body(&req, &blen);
-            if (kind == HTTP_BAD) {
-                status_reply(f, 400, "BadRequest", "conflicting or invalid body framing");
-                return;
-            }
-            const http_header *upg = http_find(req.headers, req.nheaders, "Upgrade");
-            f->expect_upgrade = upg != NULL;
-            int fh = forward_head(f, &req);
-            if (fh < 0)
-                return;
-            if (fh > 0) {
-                f->mode = M_WAIT;
-                break;
-            }
-            buf_consume(&f->in, (size_t)rc);
-            f->mode = kind == HTTP_BODY_LENGTH ? M_BODY_LEN : kind == HTTP_BODY_CHUNKED ? M_BODY_CHUNKED : M_HEAD;
-            f->remaining = blen;
-            if (kind == HTTP_BODY_CHUNKED)
-                http_chunked_init(&f->ch);
-            if (f->expect_upgrade && f->mode == M_HEAD)
-                f->mode = M_PIPE; /* what follows belongs to the upgraded protocol */
-        } else if (f->mode == M_BODY_LEN) {
-            size_t n = len < f->remaining ? len : (size_t)f->remaining;
-            conn_write(f->up, d, n);
-            buf_consume(&f->in, n);
-            f->remaining -= n;
-            if (!f->remaining)
-                f->mode = M_HEAD;
-        } else if (f->mode == M_BODY_CHUNKED) {
-            const char *cd;
-            size_t cdl;
-            long n = http_chunked_step(&f->ch, (const char *)d, len, &cd, &cdl);
-            if (n < 0) {
-                status_reply(f, 400, "BadRequest", "malformed chunked body");
-                return;
-            }
-            conn_write(f->up, d, (size_t)n); /* chunked framing passes through as is */
-            buf_consume(&f->in, (size_t)n);
-            if (f->ch.done)
-                f->mode = M_HEAD;
-            else if (n == 0)
-                break;
-        } else if (f->mode == M_WAIT) {
-            break;
-        } else if (f->mode == M_PIPE) {
-            conn_write(f->up, d, len);
-            buf_consume(&f->in, len);
-        } else {
-            buf_clear(&f->in);
-        }
+    if (f->pumping) {
+        f->repump = 1;
+        return;
     }
-    if (f->ws && buf_len(&f->in) < IN_HIGH)
+    f->pumping = 1;
+    do {
+        f->repump = 0;
+        while (f->up_open && !f->closing && !f->waiting && conn_writable(f->up)) {
+            uint8_t *d = buf_data(&f->in);
+            size_t len = buf_len(&f->in), n;
+            http_request req;
+            int status;
+            const char *why;
+            framer_ev ev = framer_request(&f->fr, d, len, &req, &n, &status, &why);
+            if (ev == FRAMER_MORE || ev == FRAMER_HOLD)
+                break;
+            if (ev == FRAMER_HEAD) {
+                int fh = forward_head(f, &req);
+                if (fh == FH_PENDING) {
+                    f->waiting = 1;
+                    break;
+                }
+                if (fh == FH_FATAL)
+                    break;
+            } else if (ev == FRAMER_BODY || ev == FRAMER_PIPE) {
+                if (conn_write(f->up, d, n) < 0) {
+                    fwd_fail(f, "write to the API server failed");
+                    break;
+                }
+            } else if (ev == FRAMER_BAD) {
+                log_kv(LOG_INFO, "request.bad_framing", "reason", why, NULL);
+                char msg[160];
+                snprintf(msg, sizeof msg, "Bad request: %s", why);
+                if (refuse(f, status, status == 431 ? "RequestHeaderFieldsTooLarge" : "BadRequest", msg, 1) != FH_SETTLED)
+                    break;
+                n = len;
+            } else if (ev == FRAMER_DONE) {
+                n = len;
+            }
+            /* FRAMER_DISCARD: a refused request's body, dropped. */
+            buf_consume(&f->in, n);
+        }
+        /* Refusals answer in their turn, which may be now. */
+        if (!f->closing)
+            pump_response(f, NULL, 0);
+    } while (f->repump && !f->closing);
+    f->pumping = 0;
+    if (f->ws && !f->closing && buf_len(&f->in) < IN_HIGH)
         wsc_resume(f->ws);
+}
+
+/* Carries the API server's answers (and the agent's own refusals, in
+ * their turn) back to the caller. Returns how much of d was consumed; the
+ * rest is an incomplete response head that stays in the connection's
+ * buffer. */
+static size_t pump_response(fwd *f, const uint8_t *d, size_t n)
+{
+    size_t used = 0, sent = 0;
+    while (f->ws && !f->closing) {
+        http_response res;
+        size_t k;
+        const char *local;
+        framer_ev ev = framer_response(&f->fr, d + used, n - used, &res, &k, &local);
+        if (ev == FRAMER_HEAD || ev == FRAMER_BODY || ev == FRAMER_PIPE) {
+            used += k; /* sent below in one piece */
+            continue;
+        }
+        if (used > sent && wsc_send(f->ws, WS_OP_BINARY, d + sent, used - sent) < 0) {
+            fwd_fail(f, "write to the relay failed");
+            return n;
+        }
+        sent = used;
+        if (ev == FRAMER_LOCAL) {
+            if (wsc_send(f->ws, WS_OP_BINARY, local, k) < 0) {
+                fwd_fail(f, "write to the relay failed");
+                return n;
+            }
+            continue;
+        }
+        if (ev == FRAMER_BAD) {
+            fwd_fail(f, "the API server's response could not be framed");
+            return n;
+        }
+        if (ev == FRAMER_DONE) {
+            fwd_finish(f);
+            return n;
+        }
+        break; /* FRAMER_MORE */
+    }
+    if (used > sent && f->ws && !f->closing && wsc_send(f->ws, WS_OP_BINARY, d + sent, used - sent) < 0) {
+        fwd_fail(f, "write to the relay failed");
+        return n;
+    }
+    return used;
 }
 
 /* ---- rendezvous side ---------------------------------------------------- */
@@ -415,7 +482,7 @@ static void up_connect(conn_t *c, int status)
     if (status < 0) {
         log_kv(LOG_ERROR, "stream.apiserver_unreachable", "error", conn_error(c, status), NULL);
         if (f->ws)
-            status_reply(f, 502, "ServiceUnavailable", "the agent cannot reach the API server");
+            reply_and_close(f, 502, "ServiceUnavailable", "the agent cannot reach the API server");
         return;
     }
     f->up_open = 1;
@@ -425,23 +492,16 @@ static void up_connect(conn_t *c, int status)
 static size_t up_data(conn_t *c, uint8_t *d, size_t n)
 {
     fwd *f = conn_data(c);
-    if (!f->ws)
+    if (!f->ws || f->closing)
         return n;
-    if (f->expect_upgrade && f->mode == M_PIPE) {
-        /* The first response after an upgrade request decides: 101 keeps
-         * the pipe, anything else means HTTP carries on. */
-        http_response res;
-        int rc = http_parse_response((const char *)d, n, 0, NULL, &res);
-        if (rc == HTTP_INCOMPLETE)
-            return 0;
-        f->expect_upgrade = 0;
-        if (rc > 0 && res.status != 101)
-            f->mode = M_HEAD;
-    }
-    wsc_send(f->ws, WS_OP_BINARY, d, n);
-    if (!wsc_writable(f->ws))
-        conn_pause(c);
-    return n;
+    size_t used = pump_response(f, d, n);
+    if (f->ws && !f->closing && !wsc_writable(f->ws))
+        conn_pause(c); /* resumed by ws_drain */
+    /* An answer may have released requests held behind it (an upgrade
+     * refused, room in the queue of answers). */
+    if (!f->closing)
+        pump_request(f);
+    return used;
 }
 
 static void up_drain(conn_t *c)
@@ -471,6 +531,7 @@ void fwd_accept(agent_t *a, const char *address)
         return;
     f->a = a;
     buf_init(&f->in, IN_MAX);
+    framer_init(&f->fr);
     wsc_opts o = {.stream = 1};
     o.conn = conn_default_opts;
     f->ws = wsc_connect(a->loop, address, a->relay_tls, NULL, &ws_cbs, f, &o);
@@ -481,5 +542,7 @@ void fwd_accept(agent_t *a, const char *address)
         return;
     }
     f->up = conn_connect(a->loop, a->api_host, a->api_port, a->api_tls, NULL, &up_cbs, f, NULL);
+    if (!f->up)
+        fwd_finish(f); /* out of memory: the rendezvous closes unanswered */
     a->streams++;
 }

@@ -264,6 +264,10 @@ static int body_from_headers(const http_header *hs, size_t n, uint64_t *length, 
 int http_request_body(const http_request *req, uint64_t *length)
 {
     *length = 0;
+    /* RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 message means
+     * faulty framing (a 1.0 hop behind us may not decode it). */
+    if (req->minor_version == 0 && http_find(req->headers, req->nheaders, "Transfer-Encoding"))
+        return HTTP_BAD;
     return body_from_headers(req->headers, req->nheaders, length, 1);
 }
 

@@ -74,8 +74,9 @@ int http_eq(const char *s, size_t n, const char *lit);
 /* How a message body is delimited (RFC 9112 section 6). */
 enum http_body_kind { HTTP_BODY_NONE, HTTP_BODY_LENGTH, HTTP_BODY_CHUNKED, HTTP_BODY_UNTIL_CLOSE };
 /* For a request: chunked, Content-Length or none. Returns HTTP_BAD for a
- * Transfer-Encoding other than "chunked" or for conflicting or malformed
- * lengths, which must be refused to avoid smuggling. */
+ * Transfer-Encoding other than "chunked", any Transfer-Encoding on
+ * HTTP/1.0, or conflicting or malformed lengths, which must be refused to
+ * avoid smuggling. */
 int http_request_body(const http_request *req, uint64_t *length);
 /* For a response to `method`: also handles 1xx/204/304 and HEAD. */
 int http_response_body(const http_response *res, const char *method, size_t method_len,

@@ -8,14 +8,18 @@
 #include <time.h>
 #include <uv.h>
 
+#include "buf.h"
 #include "conn.h"
+#include "framer.h"
 #include "http.h"
 #include "log.h"
 #include "tls.h"
 #include "ws.h"
 #include "wsc.h"
 
-enum { ST_HEAD, ST_BODY_LEN, ST_BODY_CHUNKED, ST_PIPE };
+/* Bytes of an answer from the relay that end inside a response head wait
+ * here for the rest (the framer needs a head in one piece). */
+#define RESP_PARTIAL_MAX (64 * 1024)
 
 typedef struct proxy proxy_t;
 typedef struct sess sess;
@@ -25,10 +29,9 @@ struct sess {
     conn_t *c; /* kubectl side */
     wsc_t *w;  /* relay side */
     int w_open;
-    int state;
-    uint64_t remaining;
-    http_chunked ch;
-    size_t last_len;
+    int held;      /* kubectl's side is paused until an answer arrives */
+    framer fr;     /* what of kubectl's bytes may go out, and in what turn answers come back */
+    buf_t partial; /* see RESP_PARTIAL_MAX */
     sess *prev, *next;
 };
 
@@ -124,6 +127,8 @@ static void sess_free_if_done(sess *s)
         s->p->sessions = s->next;
     if (s->next)
         s->next->prev = s->prev;
+    framer_free(&s->fr);
+    buf_free(&s->partial);
     free(s);
 }
 
@@ -181,16 +186,87 @@ static void w_on_open(wsc_t *w, int status, int http_status, const char *reason)
     }
 }
 
+/* Ends a session at once: both sides dropped. */
+static void sess_abort(sess *s, const char *why)
+{
+    log_kv(LOG_WARN, "proxy.stream_failed", "reason", why, NULL);
+    if (s->c)
+        conn_close(s->c, 0);
+    if (s->w)
+        wsc_abort(s->w);
+}
+
+/* Carries answers from the relay (and the proxy's own refusals, in their
+ * turn) to kubectl. Returns how much of d was consumed; the rest is an
+ * incomplete response head. */
+static size_t sess_answer(sess *s, const uint8_t *d, size_t n)
+{
+    size_t used = 0, sent = 0;
+    int answered = 0;
+    while (s->c) {
+        http_response res;
+        size_t k;
+        const char *local;
+        framer_ev ev = framer_response(&s->fr, d + used, n - used, &res, &k, &local);
+        if (ev == FRAMER_HEAD || ev == FRAMER_BODY || ev == FRAMER_PIPE) {
+            used += k; /* written below in one piece */
+            continue;
+        }
+        if (used > sent && conn_write(s->c, d + sent, used - sent) < 0) {
+            sess_abort(s, "write to kubectl failed");
+            return n;
+        }
+        sent = used;
+        if (ev == FRAMER_LOCAL) {
+            if (conn_write(s->c, local, k) < 0) {
+                sess_abort(s, "write to kubectl failed");
+                return n;
+            }
+            answered = 1;
+            continue;
+        }
+        if (ev == FRAMER_BAD) {
+            sess_abort(s, "the agent's response could not be framed");
+            return n;
+        }
+        if (ev == FRAMER_DONE) {
+            conn_close(s->c, 1);
+            return n;
+        }
+        break; /* FRAMER_MORE */
+    }
+    if (s->c && used > sent && conn_write(s->c, d + sent, used - sent) < 0) {
+        sess_abort(s, "write to kubectl failed");
+        return n;
+    }
+    /* Progress on the answers may release what kubectl sent after an
+     * upgrade request; without progress a resume would only hold again. */
+    if (s->c && s->held && (used || answered)) {
+        s->held = 0;
+        conn_resume(s->c);
+    }
+    return used;
+}
+
 static void w_on_data(wsc_t *w, const uint8_t *d, size_t n)
 {
     sess *s = wsc_data(w);
     if (!s || !s->c)
         return;
-    if (conn_write(s->c, d, n) < 0) {
-        wsc_abort(w);
-        return;
+    if (buf_len(&s->partial)) {
+        if (buf_append(&s->partial, d, n) < 0) {
+            sess_abort(s, "response head too large");
+            return;
+        }
+        buf_consume(&s->partial, sess_answer(s, buf_data(&s->partial), buf_len(&s->partial)));
+    } else {
+        size_t used = sess_answer(s, d, n);
+        if (used < n && buf_append(&s->partial, d + used, n - used) < 0) {
+            sess_abort(s, "response head too large");
+            return;
+        }
     }
-    if (!conn_writable(s->c))
+    if (s->c && !conn_writable(s->c))
         wsc_pause(w);
 }
 
@@ -270,11 +346,20 @@ static char *rewrite_head(proxy_t *p, const http_request *req, size_t *out_len)
     return h;
 }
 
-static int is_upgrade(const http_request *req)
+/* A Kubernetes Status answer for bytes the proxy cannot frame; it goes
+ * out in its turn and ends the connection. */
+static int refuse_bad(sess *s, int code, const char *why)
 {
-    const http_header *u = http_find(req->headers, req->nheaders, "Upgrade");
-    const http_header *cn = http_find(req->headers, req->nheaders, "Connection");
-    return u && cn && http_has_token(cn->value, cn->value_len, "upgrade");
+    char msg[200], body[512], resp[800];
+    snprintf(msg, sizeof msg, "connectedk8s proxy: %s", why);
+    int bn = snprintf(body, sizeof body,
+                      "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\","
+                      "\"message\":\"%s\",\"reason\":\"BadRequest\",\"code\":%d}",
+                      msg, code);
+    int n = snprintf(resp, sizeof resp,
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+                     code, http_reason(code), bn, body);
+    return framer_refuse(&s->fr, resp, (size_t)n, 1);
 }
 
 static size_t k_on_data(conn_t *c, uint8_t *data, size_t len)
@@ -287,91 +372,55 @@ static size_t k_on_data(conn_t *c, uint8_t *data, size_t len)
         return 0;
     }
     size_t used = 0;
-    while (used < len && wsc_writable(s->w)) {
+    while (s->w && wsc_writable(s->w)) {
         const uint8_t *d = data + used;
-        size_t n = len - used;
-        if (s->state == ST_HEAD) {
-            http_request req;
-            int rc = http_parse_request((const char *)d, n, s->last_len, NULL, &req);
-            if (rc == HTTP_INCOMPLETE) {
-                s->last_len = n;
-                break;
-            }
-            s->last_len = 0;
-            if (rc < 0) {
-                conn_set_data(c, NULL);
-                s->c = NULL;
-                answer_status(c, rc == HTTP_TOO_LARGE ? 431 : 400, "BadRequest",
-                              "connectedk8s proxy: malformed or oversized request head");
-                if (s->w)
-                    wsc_close(s->w, 1000, "bad request");
-                return len;
-            }
-            uint64_t blen = 0;
-            int kind = http_request_body(&req, &blen);
-            if (kind == HTTP_BAD) {
-                conn_set_data(c, NULL);
-                s->c = NULL;
-                answer_status(c, 400, "BadRequest", "connectedk8s proxy: invalid request body framing");
-                if (s->w)
-                    wsc_close(s->w, 1000, "bad request");
-                return len;
-            }
+        http_request req;
+        size_t n;
+        int status;
+        const char *why;
+        framer_ev ev = framer_request(&s->fr, d, len - used, &req, &n, &status, &why);
+        if (ev == FRAMER_MORE)
+            break;
+        if (ev == FRAMER_HOLD) {
+            /* An upgrade awaits its answer (or too many answers are due):
+             * sess_answer resumes us. */
+            s->held = 1;
+            conn_pause(c);
+            break;
+        }
+        if (ev == FRAMER_HEAD) {
             size_t hl;
             char *head = rewrite_head(s->p, &req, &hl);
-            int up = is_upgrade(&req);
-            if (!head || wsc_send(s->w, WS_OP_BINARY, head, hl) < 0) {
-                free(head);
-                conn_close(c, 0);
+            const char *fail = !head ? "out of memory"
+                               : wsc_send(s->w, WS_OP_BINARY, head, hl) < 0 ? "write to the relay failed"
+                                                                             : NULL;
+            free(head);
+            if (fail) {
+                sess_abort(s, fail);
                 return len;
             }
-            free(head);
+            framer_forward(&s->fr); /* cannot fail: the framer just showed this head */
             s->p->stats->requests++;
-            used += (size_t)rc;
-            if (up) {
+            if (http_find(req.headers, req.nheaders, "Upgrade"))
                 s->p->stats->upgrades++;
-                s->state = ST_PIPE;
-            } else if (kind == HTTP_BODY_LENGTH && blen) {
-                s->state = ST_BODY_LEN;
-                s->remaining = blen;
-            } else if (kind == HTTP_BODY_CHUNKED) {
-                s->state = ST_BODY_CHUNKED;
-                http_chunked_init(&s->ch);
+        } else if (ev == FRAMER_BODY || ev == FRAMER_PIPE) {
+            if (wsc_send(s->w, WS_OP_BINARY, d, n) < 0) {
+                sess_abort(s, "write to the relay failed");
+                return len;
             }
-            continue;
-        }
-        size_t take = n;
-        if (s->state == ST_BODY_LEN) {
-            if (take > s->remaining)
-                take = (size_t)s->remaining;
-            s->remaining -= take;
-            if (!s->remaining)
-                s->state = ST_HEAD;
-        } else if (s->state == ST_BODY_CHUNKED) {
-            take = 0;
-            while (take < n && !s->ch.done) {
-                const char *cd;
-                size_t cl;
-                long r = http_chunked_step(&s->ch, (const char *)d + take, n - take, &cd, &cl);
-                if (r < 0) {
-                    conn_close(c, 0);
-                    return len;
-                }
-                if (r == 0)
-                    break;
-                take += (size_t)r;
+        } else if (ev == FRAMER_BAD) {
+            if (refuse_bad(s, status, why) < 0) {
+                sess_abort(s, "out of memory");
+                return len;
             }
-            if (s->ch.done)
-                s->state = ST_HEAD;
-            if (take == 0)
-                break;
+            n = len - used;
+        } else if (ev == FRAMER_DONE) {
+            n = len - used;
         }
-        if (wsc_send(s->w, WS_OP_BINARY, d, take) < 0) {
-            conn_close(c, 0);
-            return len;
-        }
-        used += take;
+        used += n;
     }
+    /* A refusal answers in its turn, which may be now. */
+    sess_answer(s, NULL, 0);
     if (s->w && !wsc_writable(s->w))
         conn_pause(c); /* resumed from w_on_drain */
     return used;
@@ -482,6 +531,8 @@ static void on_connection(uv_stream_t *srv, int status)
     if (!s)
         return;
     s->p = p;
+    framer_init(&s->fr);
+    buf_init(&s->partial, RESP_PARTIAL_MAX);
     conn_opts co = conn_default_opts;
     co.stall_ms = 0;
     s->c = conn_accept(srv, p->server_tls, &k_cbs, s, &co);
