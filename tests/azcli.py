@@ -5,6 +5,7 @@ hub's ARM metadata endpoint, and signs
 in by one of the two routes arc-hub's demo issuer supports: service
 principal (client credentials against /adfs) or managed identity
 (MSI_ENDPOINT=/msi/token). See ../shared/design/arm-and-cli.md."""
+import glob
 import json
 import os
 import shutil
@@ -13,6 +14,23 @@ import tempfile
 import uuid
 
 AZ = os.environ.get("CK_AZ", "/usr/bin/az")
+# The latest azure-cli from PyPI that scripts/install-deps pins, newest last.
+PYPI_AZ = sorted(glob.glob(os.path.expanduser("~/.cache/connectedk8s/az-pypi/*/bin/az")))
+
+
+def offline_env(config_dir):
+    """The environment the tests run az in: its own profile in config_dir,
+    no telemetry, no dynamic extension install, no colour or advice."""
+    env = dict(os.environ)
+    env.update({
+        "AZURE_CONFIG_DIR": config_dir,
+        "AZURE_CORE_COLLECT_TELEMETRY": "false",
+        "AZURE_EXTENSION_USE_DYNAMIC_INSTALL": "no",
+        "AZURE_CORE_ERROR_RECOMMENDATION": "off",
+        "AZURE_CORE_NO_COLOR": "true",
+        "AZURE_CORE_ONLY_SHOW_ERRORS": "false",
+    })
+    return env
 
 
 def dev_directory(n_groups_carol=250):
@@ -42,16 +60,8 @@ class Az:
         self.hub, self.az = hub, az
         self.dir = tempfile.mkdtemp(prefix="ck-az-")
         self.base = "https://127.0.0.1:%d" % hub.port
-        self.env = dict(os.environ)
-        self.env.update({
-            "AZURE_CONFIG_DIR": self.dir,
-            "REQUESTS_CA_BUNDLE": hub.ca,
-            "AZURE_CORE_COLLECT_TELEMETRY": "false",
-            "AZURE_EXTENSION_USE_DYNAMIC_INSTALL": "no",
-            "AZURE_CORE_ERROR_RECOMMENDATION": "off",
-            "AZURE_CORE_NO_COLOR": "true",
-            "AZURE_CORE_ONLY_SHOW_ERRORS": "false",
-        })
+        self.env = offline_env(self.dir)
+        self.env["REQUESTS_CA_BUNDLE"] = hub.ca
         # The hub serves ARM's /metadata/endpoints, so the resource manager
         # alone is enough: az discovers the sign-in authority and audience.
         self.run("cloud", "register", "-n", "archub", "--endpoint-resource-manager", self.base + "/")
