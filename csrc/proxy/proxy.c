@@ -144,7 +144,7 @@ static void answer_status(conn_t *c, int code, const char *reason, const char *m
     int hn = snprintf(head, sizeof head,
                       "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
                       code, http_reason(code), bn);
-    conn_write2(c, head, (size_t)hn, body, (size_t)bn);
+    (void)conn_write2(c, head, (size_t)hn, body, (size_t)bn); /* closed next either way */
     conn_close(c, 1);
 }
 
