@@ -16,7 +16,9 @@ PKGS     = libuv libcjson openssl sqlite3 yaml-0.1
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 
-WARN     = -Wall -Wextra -Werror -Wno-format-truncation -Wshadow -Wstrict-prototypes
+# csrc/warnings is shared with setup.py; clang (fuzz targets) does not know
+# every GCC flag in it.
+WARN    := $(shell grep -v '^\#' csrc/warnings) -Werror
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Icsrc/core $(PKG_CFLAGS)
 SAN      = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -34,20 +36,30 @@ FUZZERS  = $(patsubst csrc/fuzz/fuzz_%.c,$(BUILD)/fuzz/fuzz_%,$(wildcard csrc/fu
 all: daemons
 daemons: $(BUILD)/bin/arc-hub $(BUILD)/bin/clusterconnect-agent
 
-$(BUILD)/lib/libck.a: $(CORE_SRC) $(CORE_HDR)
-	@mkdir -p $(BUILD)/lib $(BUILD)/obj
+# One object per source, each with its dependency file (-MMD), so a
+# change rebuilds what includes it and nothing else. A daemon's objects see
+# the core's headers and their own directory's, never another daemon's.
+CORE_OBJ  = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(CORE_SRC))
+HUB_OBJ   = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(HUB_SRC))
+AGENT_OBJ = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(AGENT_SRC))
+-include $(CORE_OBJ:.o=.d) $(HUB_OBJ:.o=.d) $(AGENT_OBJ:.o=.d)
+
+$(BUILD)/obj/%.o: csrc/%.c csrc/warnings
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -I$(dir $<) -MMD -MP -c $< -o $@
+
+$(BUILD)/lib/libck.a: $(CORE_OBJ)
+	@mkdir -p $(BUILD)/lib
 	@rm -f $@
-	@for f in $(CORE_SRC); do \
-	  $(CC) $(ALL_CFLAGS) -c $$f -o $(BUILD)/obj/$$(basename $$f .c).o || exit 1; done
-	ar rcs $@ $(patsubst csrc/core/%.c,$(BUILD)/obj/%.o,$(CORE_SRC))
+	ar rcs $@ $^
 
-$(BUILD)/bin/arc-hub: $(HUB_SRC) $(HUB_HDR) $(BUILD)/lib/libck.a
+$(BUILD)/bin/arc-hub: $(HUB_OBJ) $(BUILD)/lib/libck.a
 	@mkdir -p $(BUILD)/bin
-	$(CC) $(ALL_CFLAGS) -Icsrc/hub $(HUB_SRC) $(BUILD)/lib/libck.a $(PKG_LIBS) -o $@
+	$(CC) $^ $(PKG_LIBS) -o $@
 
-$(BUILD)/bin/clusterconnect-agent: $(AGENT_SRC) $(AGENT_HDR) $(BUILD)/lib/libck.a
+$(BUILD)/bin/clusterconnect-agent: $(AGENT_OBJ) $(BUILD)/lib/libck.a
 	@mkdir -p $(BUILD)/bin
-	$(CC) $(ALL_CFLAGS) -Icsrc/agent $(AGENT_SRC) $(BUILD)/lib/libck.a $(PKG_LIBS) -o $@
+	$(CC) $^ $(PKG_LIBS) -o $@
 
 # Test binaries compile the core sources themselves so that the whole
 # module under test carries the sanitizers. A test or fuzz target named
@@ -55,7 +67,7 @@ $(BUILD)/bin/clusterconnect-agent: $(AGENT_SRC) $(AGENT_HDR) $(BUILD)/lib/libck.
 # module's source.
 MODULE_SRC = $(wildcard csrc/hub/$*.c csrc/proxy/$*.c csrc/agent/$*.c)
 .SECONDEXPANSION:
-$(BUILD)/tests/test_%: csrc/tests/test_%.c csrc/tests/check.h $(CORE_SRC) $(CORE_HDR) $$(MODULE_SRC)
+$(BUILD)/tests/test_%: csrc/tests/test_%.c csrc/tests/check.h $(CORE_SRC) $(CORE_HDR) $$(MODULE_SRC) csrc/warnings
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -Icsrc/hub -Icsrc/proxy -Icsrc/agent $< $(CORE_SRC) $(MODULE_SRC) $(PKG_LIBS) -o $@
 
@@ -63,9 +75,9 @@ tests: $(TESTS)
 check: tests
 	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done
 
-$(BUILD)/fuzz/fuzz_%: csrc/fuzz/fuzz_%.c $(CORE_SRC) $(CORE_HDR) $$(MODULE_SRC)
+$(BUILD)/fuzz/fuzz_%: csrc/fuzz/fuzz_%.c $(CORE_SRC) $(CORE_HDR) $$(MODULE_SRC) csrc/warnings
 	@mkdir -p $(BUILD)/fuzz
-	$(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -Icsrc/core -Icsrc/hub -Icsrc/proxy $(PKG_CFLAGS) \
+	$(CLANG) -std=c11 -D_GNU_SOURCE $(WARN) -Wno-unknown-warning-option -g -O1 -Icsrc/core -Icsrc/hub -Icsrc/proxy $(PKG_CFLAGS) \
 	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	  $< $(CORE_SRC) $(MODULE_SRC) $(PKG_LIBS) -o $@
 

@@ -8,6 +8,12 @@ from setuptools import Extension, find_packages, setup
 from wheel.bdist_wheel import bdist_wheel
 
 
+def warnings():
+    """The project's one warning set (csrc/warnings, shared with the Makefile)."""
+    with open("csrc/warnings") as f:
+        return [line.strip() for line in f if line.strip() and not line.startswith("#")] + ["-Werror"]
+
+
 def pkg_config(*args):
     out = subprocess.run(["pkg-config", *args, "libuv", "libcjson", "openssl", "yaml-0.1"], capture_output=True, text=True,
                          check=True).stdout.split()
@@ -26,8 +32,7 @@ native = Extension(
     include_dirs=["csrc/core", "csrc/proxy"] + [f[2:] for f in pkg_config("--cflags-only-I")],
     libraries=[f[2:] for f in pkg_config("--libs-only-l")],
     define_macros=[("Py_LIMITED_API", "0x030A0000"), ("_GNU_SOURCE", None)],
-    extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Wno-format-truncation", "-Wno-missing-field-initializers",
-                        "-fvisibility=hidden"],
+    extra_compile_args=["-std=c11", "-fvisibility=hidden"] + warnings(),
     py_limited_api=True,
 )
 
