@@ -24,10 +24,12 @@ from kube import KubeCluster
 AGENT_AUDIENCE = "6256c85f-0aad-4d50-b960-e6e9b21efe35"
 CLUSTER_USER_ROLE = "00493d72-78f6-4148-b6c5-d3ce8e4799dd"
 class ArcEnv:
-    def __init__(self, workdir, cred_ttl=3600, hub_args=(), az=None, rg="rg1", name="c1", register=True):
+    def __init__(self, workdir, cred_ttl=3600, hub_args=(), az=None, rg="rg1", name="c1", register=True, audit=False):
         """register=False stops after signing az in: no resource, no agent
-        (for `az connectedk8s connect` to make them)."""
+        (for `az connectedk8s connect` to make them). audit=True gives the
+        kube-apiserver an audit log (KubeCluster.audit_events)."""
         self.dir, self.cred_ttl, self.hub_args, self.az_path = workdir, cred_ttl, list(hub_args), az
+        self.audit = audit
         self.rg, self.name, self.register = rg, name, register
         self._stops = []
 
@@ -41,7 +43,7 @@ class ArcEnv:
 
     def _start(self):
         os.makedirs(self.dir, exist_ok=True)
-        self.kube = k = KubeCluster(os.path.join(self.dir, "kube")).start()
+        self.kube = k = KubeCluster(os.path.join(self.dir, "kube"), audit=self.audit).start()
         self._stops.append(k.stop)
         # The project's own manifests: namespace, impersonation-only RBAC and
         # the service account (the Deployment never runs: no kubelet here).

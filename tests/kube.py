@@ -5,8 +5,10 @@ Secrets), all built from the pinned Kubernetes Go modules by
 scripts/kube-build. There is no kubelet: pods can be created, never run.
 
     cluster = KubeCluster(workdir); cluster.start(); ...; cluster.stop()
+    KubeCluster(workdir, audit=True)  # also an audit log (see audit_events)
     python3 tests/kube.py DIR     # start one and wait for Ctrl+C
 """
+import json
 import os
 import signal
 import socket
@@ -56,13 +58,30 @@ def make_pki(d):
     openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
 
 
+# Every request at level Metadata: who asked (user, impersonatedUser), for
+# what (verb, requestURI, objectRef) and the answer (responseStatus), never
+# a body. Only the final stages: a request appears once it is answered (or
+# once a long-running one has started).
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+"""
+
+
 class KubeCluster:
-    def __init__(self, workdir):
+    def __init__(self, workdir, audit=False):
+        """audit=True starts kube-apiserver with an audit log of every
+        request (audit.log in the cluster directory; read it with
+        audit_events). Off by default: most tests need none."""
         self.dir = os.path.abspath(workdir)
         os.makedirs(self.dir, exist_ok=True)
         self.procs = []
         self.port = None
         self.kubeconfig = os.path.join(self.dir, "admin.kubeconfig")
+        self.audit = audit
+        self.audit_log = os.path.join(self.dir, "audit.log") if audit else None
 
     def _spawn(self, name, args):
         log = open(os.path.join(self.dir, name + ".log"), "w")
@@ -97,6 +116,7 @@ class KubeCluster:
             "--authorization-mode", "RBAC",
             "--cert-dir", os.path.join(d, "apiserver-certs"),
             "--enable-priority-and-fairness=false",
+            *self._audit_args(),
             "--v", "1"])
         with open(self.kubeconfig, "w") as f:
             f.write(self.kubeconfig_text("admin", os.path.join(d, "admin.pem"), os.path.join(d, "admin.key")))
@@ -117,6 +137,62 @@ class KubeCluster:
             "--root-ca-file", os.path.join(d, "ca.pem"), "--leader-elect=false", "--secure-port=0",
             "--controllers", "serviceaccount-token,serviceaccount,namespace,garbagecollector,clusterrole-aggregation", "--v", "1"])
         return self
+
+    def _audit_args(self):
+        if not self.audit:
+            return []
+        policy = os.path.join(self.dir, "audit-policy.yaml")
+        with open(policy, "w") as f:
+            f.write(AUDIT_POLICY)
+        # Blocking mode (the log backend's default, spelled out): an event
+        # is written before the response it describes is sent, so a test
+        # that has read a response can find its event.
+        return ["--audit-policy-file", policy, "--audit-log-path", self.audit_log, "--audit-log-mode", "blocking",
+                "--audit-log-format", "json", "--audit-log-maxsize", "0"]
+
+    def audit_mark(self):
+        """The audit log's current end: pass it to audit_events(since=...)
+        to see only what came after."""
+        try:
+            return os.path.getsize(self.audit_log)
+        except FileNotFoundError:
+            return 0
+
+    def audit_events(self, since=0):
+        """The audit events (dicts, as kube-apiserver wrote them: user.username,
+        impersonatedUser.username/groups, verb, requestURI, objectRef,
+        responseStatus.code, stage) from byte offset `since` on. A line still
+        being written at the end is left out."""
+        assert self.audit, "KubeCluster(..., audit=True) keeps an audit log"
+        try:
+            with open(self.audit_log, "rb") as f:
+                f.seek(since)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        events = []
+        for line in data.split(b"\n"):
+            if not line.strip():
+                continue
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                pass  # the partial last line
+        return events
+
+    def wait_audit(self, pred, since=0, timeout=20):
+        """Polls the audit log until an event satisfies pred; returns the
+        events from `since` up to then (so later checks cover everything
+        written before the event awaited)."""
+        deadline = time.time() + timeout
+        while True:
+            evs = self.audit_events(since)
+            if any(pred(e) for e in evs):
+                return evs
+            if time.time() > deadline:
+                raise AssertionError("no matching audit event within %ds; last events: %s"
+                                     % (timeout, [(e.get("verb"), e.get("requestURI")) for e in evs[-10:]]))
+            time.sleep(0.1)
 
     def kubeconfig_text(self, user, cert=None, key=None, token=None):
         auth = ("    client-certificate: %s\n    client-key: %s\n" % (cert, key)) if cert else \
