@@ -366,7 +366,8 @@ static void pump_request(fwd *f)
                     break;
                 n = len;
             } else if (ev == FRAMER_DONE) {
-                n = len;
+                buf_clear(&f->in); /* nothing after a stream-ending refusal is read */
+                break;
             }
             /* FRAMER_DISCARD: a refused request's body, dropped. */
             buf_consume(&f->in, n);

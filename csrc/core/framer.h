@@ -46,7 +46,8 @@ typedef enum framer_ev {
     FRAMER_PIPE,    /* n bytes after a 101: pass on */
     FRAMER_LOCAL,   /* responses: the caller's own answer is due: send *local, n bytes */
     FRAMER_BAD,     /* cannot be framed; requests: *status (400/431/501) says why */
-    FRAMER_DONE,    /* this side is finished: requests: drop the rest; responses: close */
+    FRAMER_DONE,    /* this side is finished for good: requests: drop n (all) bytes, now and
+                     * whenever more arrive; responses: close */
 } framer_ev;
 
 typedef struct framer_entry {

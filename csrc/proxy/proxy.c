@@ -415,7 +415,8 @@ static size_t k_on_data(conn_t *c, uint8_t *data, size_t len)
             }
             n = len - used;
         } else if (ev == FRAMER_DONE) {
-            n = len - used;
+            used = len; /* nothing after a stream-ending refusal is read */
+            break;
         }
         used += n;
     }
