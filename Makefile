@@ -7,7 +7,7 @@ SHELL := /bin/bash
 #   make            daemons (build/bin/arc-hub ...)
 #   make check      C unit tests under sanitizers
 #   make fuzz       fuzz targets (clang)
-#   make format     clang-format the C sources
+#   make format     clang-format the C sources (make check-format: only check)
 
 CC      ?= cc
 CLANG   ?= clang
@@ -32,7 +32,7 @@ AGENT_HDR = $(wildcard csrc/agent/*.h)
 TESTS    = $(patsubst csrc/tests/test_%.c,$(BUILD)/tests/test_%,$(wildcard csrc/tests/test_*.c))
 FUZZERS  = $(patsubst csrc/fuzz/fuzz_%.c,$(BUILD)/fuzz/fuzz_%,$(wildcard csrc/fuzz/fuzz_*.c))
 
-.PHONY: all daemons check tests fuzz fuzz-run clean format
+.PHONY: all daemons check tests fuzz fuzz-run clean format check-format
 all: daemons
 daemons: $(BUILD)/bin/arc-hub $(BUILD)/bin/clusterconnect-agent
 
@@ -96,6 +96,10 @@ fuzz: $(FUZZERS)
 
 format:
 	clang-format -i csrc/*/*.c csrc/*/*.h
+
+# What tests/test_style.py checks.
+check-format:
+	clang-format --dry-run --Werror csrc/*/*.c csrc/*/*.h
 
 clean:
 	rm -rf $(BUILD)
