@@ -5,7 +5,14 @@ import json
 from azure.cli.core.azclierror import (AzureResponseError, ClientRequestError, ResourceNotFoundError,
                                        UnauthorizedError)
 
+from azure.core.exceptions import ServiceRequestError  # azure-core comes with every azure-cli-core
+from requests.exceptions import ConnectionError as RequestsConnectionError, SSLError
+
 API_VERSION = "2024-01-01"
+# What a request that never got an answer raises: requests' connection
+# errors (send_raw_request), azure-core's (token acquisition through SDK
+# pipelines), az's own ClientRequestError, and the OS's.
+_UNREACHABLE = (RequestsConnectionError, ServiceRequestError, ClientRequestError, ConnectionError)
 CC = "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Kubernetes/connectedClusters/{}"
 
 
@@ -71,10 +78,10 @@ def call(cmd, method, path, body=None, what="the request", secret=False):
         else:
             err = AzureResponseError("%s failed: %s: %s" % (what, code, message))
         raise err from None
-    except Exception as e:  # connection failures
-        if type(e).__name__ in ("ServiceRequestError", "ConnectionError", "ClientRequestError"):
-            raise ClientRequestError("Cannot reach ARM at %s: %s" % (_base(cmd), e)) from None
-        raise
+    except _UNREACHABLE as e:
+        if isinstance(e, SSLError):  # az's own handler explains certificate trouble (REQUESTS_CA_BUNDLE)
+            raise
+        raise ClientRequestError("Cannot reach ARM at %s: %s" % (_base(cmd), e)) from None
     if r.status_code == 204 or not r.content:
         return None
     return r.json()

@@ -2,15 +2,14 @@
 
 Each code (AZK8S08xx, like Microsoft's extension) maps to one azclierror
 class and one recommendation. Codes never change meaning."""
-from azure.cli.core.azclierror import (ClientRequestError, FileOperationError, InvalidArgumentValueError,
-                                       UnclassifiedUserFault)
+from azure.cli.core.azclierror import CLIInternalError, ClientRequestError, FileOperationError, UnclassifiedUserFault
 
 RECOMMEND = {
     "AZK8S0801": "Close what uses the port, or run the proxy on another one with --port.",
     "AZK8S0802": "Check that 127.0.0.1 can be bound on this machine.",
     "AZK8S0803": "This is a bug or a broken OpenSSL installation; report it with the output of `az version`.",
     "AZK8S0820": "Fix or move the kubeconfig file, or write to another one with --file (or print with --file -).",
-    "AZK8S0890": "This is a bug in the extension; report it.",
+    "AZK8S0890": "This is a bug in the extension; report it with the output of `az version`.",
 }
 # Raised from ARM answers (_arm.py): AZK8S0811 cluster not found,
 # AZK8S0812 no permission, AZK8S0813 sign-in token rejected.
@@ -25,16 +24,21 @@ CLASSES = {
     "AZK8S0802": ClientRequestError,
     "AZK8S0803": UnclassifiedUserFault,
     "AZK8S0820": FileOperationError,
-    "AZK8S0890": InvalidArgumentValueError,
+    # The extension handed the core something it refuses (the user's input
+    # was validated before): an internal error, not the user's fault.
+    "AZK8S0890": CLIInternalError,
 }
+UNKNOWN = "This is a bug: the extension does not know this error code of its native core; report it."
 
 
 def from_native(err, extra=""):
-    """An azclierror for a NativeError(code, message)."""
+    """An azclierror for a NativeError(code, message). A code missing from
+    CLASSES means the extension and its native module disagree: a
+    CLIInternalError."""
     code, message = err.args[0], err.args[1]
-    cls = CLASSES.get(code, UnclassifiedUserFault)
+    cls = CLASSES.get(code, CLIInternalError)
     e = cls("%s: %s%s" % (code, message, extra))
-    e.set_recommendation(RECOMMEND.get(code, ""))
+    e.set_recommendation(RECOMMEND.get(code, UNKNOWN))
     return e
 
 

@@ -1,6 +1,8 @@
 """Arguments, named as Microsoft's connectedk8s names them."""
 from azure.cli.core.commands.parameters import get_three_state_flag  # noqa: F401
 
+from azext_connectedk8s._validators import validate_features, validate_pool_size, validate_port
+
 
 def load_arguments(self, _):
     with self.argument_context("connectedk8s") as c:
@@ -15,9 +17,9 @@ def load_arguments(self, _):
                         "Use '-' to print the kubeconfig to stdout instead.")
         c.argument("context_name", options_list=["--kube-context"],
                    help="Name of the kubeconfig context to write. Default: the cluster name.")
-        c.argument("api_server_port", options_list=["--port"], type=int,
+        c.argument("api_server_port", options_list=["--port"], type=int, validator=validate_port,
                    help="Local port kubectl talks to.")
-        c.argument("pool", options_list=["--pool-size"], type=int,
+        c.argument("pool", options_list=["--pool-size"], type=int, validator=validate_pool_size,
                    help="Relay connections kept ready for new kubectl connections (0 disables).")
 
     for scope in ("connectedk8s connect", "connectedk8s delete", "connectedk8s enable-features",
@@ -33,5 +35,5 @@ def load_arguments(self, _):
         c.argument("timeout", type=int, help="Seconds to wait for the agent to report Connected.")
     for scope in ("connectedk8s enable-features", "connectedk8s disable-features"):
         with self.argument_context(scope) as c:
-            c.argument("features", options_list=["--features"], nargs="+",
+            c.argument("features", options_list=["--features"], nargs="+", validator=validate_features,
                        help="cluster-connect, azure-rbac and/or custom-locations (case-insensitive).")

@@ -8,6 +8,7 @@ from knack.log import get_logger
 
 from azext_connectedk8s import _arm
 from azext_connectedk8s._errors import from_native, port_owner
+from azext_connectedk8s._validators import FEATURES
 
 logger = get_logger(__name__)
 
@@ -44,7 +45,6 @@ def list_clusters(cmd, resource_group_name=None):
     return [_flatten(c) for c in (_arm.call(cmd, "GET", path, what="Listing clusters") or {}).get("value", [])]
 
 
-FEATURES = ("cluster-connect", "azure-rbac", "custom-locations")
 SELECTOR = "app.kubernetes.io/part-of=connectedk8s"
 
 
@@ -127,16 +127,9 @@ def _features_of(props):
 
 
 def _set_features(cmd, resource_group_name, cluster_name, features, enable, kube_config, kube_context):
-    from azure.cli.core.azclierror import InvalidArgumentValueError, ValidationError
+    from azure.cli.core.azclierror import ValidationError
     from azext_connectedk8s import _kube, _manifests
-    wanted = []
-    for f in features:
-        for name in f.split(","):
-            name = name.strip().lower()
-            if name not in FEATURES:
-                raise InvalidArgumentValueError("Unknown feature '%s'. Use one or more of: %s." % (
-                    name, ", ".join(FEATURES)))
-            wanted.append(name)
+    wanted = list(features)  # lower-cased known names: _validators.validate_features
     cid = _arm.cluster_id(cmd, resource_group_name, cluster_name)
     c = _arm.call(cmd, "GET", cid, what="Reading the cluster")
     props = c.get("properties") or {}
@@ -211,6 +204,11 @@ def _credentials(cmd, cid, token):
 
 
 def _kubeconfig_target(path):
+    """The kubeconfig file `proxy` merges into, by kubectl's rules: --file
+    if given, else the first entry of $KUBECONFIG, else ~/.kube/config.
+    None for --file -: the kubeconfig goes to stdout, no file is touched."""
+    if path == "-":
+        return None
     if path:
         return os.path.expanduser(path)
     env = os.environ.get("KUBECONFIG", "")
@@ -220,12 +218,8 @@ def _kubeconfig_target(path):
 
 def proxy(cmd, resource_group_name, cluster_name, token=None, path=None, context_name=None,
           api_server_port=DEFAULT_PORT, pool=2):
-    from azure.cli.core.azclierror import InvalidArgumentValueError
+    # --port and --pool-size are checked by _validators before this runs.
     from azext_connectedk8s import _native
-    if not 0 < int(api_server_port) < 65536:
-        raise InvalidArgumentValueError("--port must be between 1 and 65535.")
-    if pool is not None and not 0 <= pool <= 16:
-        raise InvalidArgumentValueError("--pool-size must be between 0 and 16.")
     cid = _arm.cluster_id(cmd, resource_group_name, cluster_name)
     cluster = _arm.call(cmd, "GET", cid, what="Reading the cluster")  # a clear 404 before anything else
     status = ((cluster or {}).get("properties") or {}).get("connectivityStatus")
@@ -241,8 +235,7 @@ def proxy(cmd, resource_group_name, cluster_name, token=None, path=None, context
              "client_cert_data": b64(certs["client_cert"]), "client_key_data": b64(certs["client_key"]),
              "context": context}
     target = _kubeconfig_target(path)
-    printed = path == "-"
-    if printed:
+    if target is None:
         print(_native.render_kubeconfig(entry), flush=True)
     else:
         try:

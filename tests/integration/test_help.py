@@ -3,7 +3,8 @@
 dist/ by `az extension add`, as a user installs it. Help needs no hub or
 sign-in. The commands come from the extension's own command table, loaded
 by the Python that runs that az, so a command added to commands.py is
-checked here without editing this file."""
+checked here without editing this file. Bad argument values are refused
+by the extension's validators in both azs before any sign-in."""
 import glob
 import json
 import os
@@ -125,3 +126,40 @@ def test_every_command_help_renders(az):
             failed[cmd] = problems
     assert not failed, "azure-cli %s:\n" % az.version["azure-cli"] + "\n".join(
         "az %s -h: %s" % (cmd, "\n  ".join(p)) for cmd, p in failed.items())
+
+
+
+FEATURE_ADVICE = "Separate names with spaces or commas, e.g. --features cluster-connect azure-rbac."
+
+
+@pytest.mark.parametrize("args,message,advice", [
+    (["proxy", "--port", "0"], "--port must be between 1 and 65535; got 0.",
+     "Give a free local TCP port, e.g. --port 47011 (the default)."),
+    (["proxy", "--port", "65536"], "--port must be between 1 and 65535; got 65536.",
+     "Give a free local TCP port, e.g. --port 47011 (the default)."),
+    (["proxy", "--pool-size", "17"], "--pool-size must be between 0 and 16; got 17.",
+     "Use 0 to open a relay connection per kubectl connection, or up to 16 to keep that many ready (default 2)."),
+    (["enable-features", "--features", "cluster-connect,Bogus"],
+     "Unknown feature 'bogus'. Use one or more of: cluster-connect, azure-rbac, custom-locations.", FEATURE_ADVICE),
+    (["disable-features", "--yes", "--features", "nope"],
+     "Unknown feature 'nope'. Use one or more of: cluster-connect, azure-rbac, custom-locations.", FEATURE_ADVICE),
+])
+def test_bad_arguments_are_refused_before_anything_runs(az, args, message, advice):
+    """The validators that _params.py wires run in the installed az: the
+    error and its advice come before any sign-in or request (this profile
+    has no account at all, so reaching the command would fail otherwise)."""
+    r = az.run("connectedk8s", args[0], "-n", "c1", "-g", "rg", *args[1:], check=False)
+    assert r.returncode == 1, (r.returncode, r.stderr)  # az's exit code for an AzCLIError
+    assert r.stderr.splitlines() == ["ERROR: " + message, advice], r.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["proxy", "--port", "1", "--pool-size", "0"],
+    ["proxy", "--port", "65535", "--pool-size", "16"],
+    ["enable-features", "--features", "Cluster-Connect,azure-rbac", "CUSTOM-LOCATIONS"],
+])
+def test_good_arguments_reach_the_command(az, args):
+    """The control for the test above: accepted values pass the validators
+    and the command runs (and stops at the missing sign-in)."""
+    r = az.run("connectedk8s", args[0], "-n", "c1", "-g", "rg", *args[1:], check=False)
+    assert r.returncode == 1 and r.stderr.splitlines() == ["ERROR: Please run 'az login' to setup account."], r.stderr
