@@ -285,8 +285,10 @@ int main(int argc, char **argv)
     if (config_argv(&argc, &argv) < 0)
         return 2;
     const char *api_ca = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt", *relay_ca = NULL,
-               *key_file = NULL, *health_addr = "127.0.0.1:8081";
+               *key_file = NULL;
     char api_default[300] = "";
+    char hh[128] = "127.0.0.1", lerr[128]; /* the health listener's address */
+    int hp = 8081;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -338,7 +340,12 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--groups-file")) {
             c->groups_file = argv[i = need(i, argc, a)];
         } else if (!strcmp(a, "--health-listen")) {
-            health_addr = argv[i = need(i, argc, a)];
+            const char *v = argv[i = need(i, argc, a)];
+            char aerr[128];
+            if (conn_parse_addr(v, hh, sizeof hh, &hp, aerr) < 0) {
+                fprintf(stderr, "clusterconnect-agent: --health-listen: %s\n", aerr);
+                return 2;
+            }
         } else if (!strcmp(a, "--log-level")) {
             const char *v = argv[i = need(i, argc, a)];
             log_set_level(!strcmp(v, "debug") ? LOG_DEBUG : !strcmp(v, "warn") ? LOG_WARN
@@ -410,17 +417,9 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
     A.loop = uv_default_loop();
-    char hh[128], lerr[128];
-    int hp;
-    const char *colon = strrchr(health_addr, ':');
-    if (!colon || (size_t)(colon - health_addr) >= sizeof hh) {
-        fprintf(stderr, "clusterconnect-agent: --health-listen wants ADDR:PORT\n");
-        return 2;
-    }
-    snprintf(hh, sizeof hh, "%.*s", (int)(colon - health_addr), health_addr);
-    hp = atoi(colon + 1);
     if (conn_listen(A.loop, &health, hh, hp, on_health, lerr) != 0) {
-        fprintf(stderr, "clusterconnect-agent: %s\n", lerr);
+        fprintf(stderr, "clusterconnect-agent: --health-listen: %s\n", lerr);
+        uv_close((uv_handle_t *)&health, NULL); /* conn_listen's contract */
         return 1;
     }
     A.hub_tls = A.relay_tls;

@@ -701,22 +701,71 @@ const char *conn_error(const conn_t *c, int err)
     return err ? uv_strerror(err) : "closed";
 }
 
+/* Fills ss from an IPv4 or IPv6 literal; 0 or a libuv code. */
+static int ip_addr(const char *host, int port, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+        return 0;
+    return uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss);
+}
+
 int conn_listen(uv_loop_t *loop, uv_tcp_t *srv, const char *host, int port, uv_connection_cb cb,
                 char err[128])
 {
-    struct sockaddr_storage ss;
-    int rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
-    if (rc != 0)
-        rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
+    /* First, so that every failure below leaves a handle the caller can
+     * close (see conn.h). Without flags uv_tcp_init creates no socket and
+     * cannot fail: libuv only validates the flags. */
+    int rc = uv_tcp_init(loop, srv);
     if (rc != 0) {
-        snprintf(err, 128, "invalid listen address %s (give an IP address)", host);
+        snprintf(err, 128, "cannot create a TCP handle: %s", uv_strerror(rc));
         return rc;
     }
-    uv_tcp_init(loop, srv);
+    struct sockaddr_storage ss;
+    if ((rc = ip_addr(host, port, &ss)) != 0) {
+        snprintf(err, 128, "invalid listen address '%.60s': give an IP address such as 127.0.0.1 or ::1", host);
+        return rc;
+    }
     if ((rc = uv_tcp_bind(srv, (struct sockaddr *)&ss, 0)) != 0 || (rc = uv_listen((uv_stream_t *)srv, 256, cb)) != 0) {
         snprintf(err, 128, "cannot listen on %s:%d: %s", host, port, uv_strerror(rc));
         return rc;
     }
+    return 0;
+}
+
+int conn_parse_addr(const char *spec, char *host, size_t cap, int *port, char err[128])
+{
+    const char *colon = strrchr(spec, ':');
+    const char *h = spec;
+    size_t hl = colon ? (size_t)(colon - spec) : 0;
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (!colon || hl == 0 || hl >= cap) {
+        snprintf(err, 128, "'%.60s' is not an IP address and port; use e.g. 127.0.0.1:8443 or [::1]:8443", spec);
+        return -1;
+    }
+    const char *ps = colon + 1;
+    char *end;
+    errno = 0;
+    long p = strtol(ps, &end, 10);
+    if (*ps < '0' || *ps > '9' || *end || errno || p > 65535) {
+        snprintf(err, 128, "'%.60s' has no port in 0..65535; use e.g. 127.0.0.1:8443", spec);
+        return -1;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    struct sockaddr_storage ss;
+    if (ip_addr(host, (int)p, &ss) != 0) {
+        /* Letters without a ':' (no IPv6): most likely a host name. */
+        int named = !strchr(host, ':') && strpbrk(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+        snprintf(err, 128, "'%.60s' is not an IP address and port%s; use e.g. 127.0.0.1:%ld", spec,
+                 named ? " (host names are not resolved)" : "", p);
+        host[0] = '\0';
+        return -1;
+    }
+    *port = (int)p;
     return 0;
 }
 
