@@ -175,7 +175,9 @@ static int queue_raw(conn_t *c, const void *p, size_t n)
     return 0;
 }
 
-/* Moves all ciphertext OpenSSL produced onto the socket, in one write. */
+/* Moves all ciphertext OpenSSL produced onto the socket, in one write.
+ * On failure that ciphertext is gone and the TLS stream is broken: use
+ * flush_or_close() unless the connection is failing anyway. */
 static int flush_tls(conn_t *c)
 {
     size_t n = tls_sess_pending_out(c->tls);
@@ -200,6 +202,16 @@ static int flush_tls(conn_t *c)
     if (c->state == ST_OPEN && c->o.stall_ms && !uv_is_active((uv_handle_t *)&c->timer))
         arm_timer(c, c->o.stall_ms);
     return 0;
+}
+
+/* flush_tls, closing the connection when the ciphertext could not be
+ * queued. Returns flush_tls's result. */
+static int flush_or_close(conn_t *c)
+{
+    int rc = flush_tls(c);
+    if (rc < 0)
+        close_now(c, rc);
+    return rc;
 }
 
 static void on_linger_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
@@ -308,21 +320,24 @@ static void pump_tls(conn_t *c)
         break;
     }
     if (c->state == ST_OPEN && tls_sess_pending_out(c->tls))
-        flush_tls(c); /* e.g. session tickets, key updates */
+        flush_or_close(c); /* e.g. session tickets, key updates */
 }
 
 static void become_open(conn_t *c)
 {
-    c->state = ST_OPEN;
-    uv_timer_stop(&c->timer);
+    /* Bytes written during the handshake go first, while the state is not
+     * yet open: a failure then reaches a client's on_connect. */
     if (c->tls && buf_len(&c->pre)) {
         if (tls_sess_write(c->tls, buf_data(&c->pre), buf_len(&c->pre)) < 0) {
             tls_failed(c);
             return;
         }
         buf_clear(&c->pre);
-        flush_tls(c);
+        if (flush_or_close(c) < 0)
+            return;
     }
+    c->state = ST_OPEN;
+    uv_timer_stop(&c->timer);
     if (c->is_client && c->cbs->on_connect)
         c->cbs->on_connect(c, 0);
 }
@@ -334,7 +349,8 @@ static void handshake(conn_t *c)
         tls_failed(c);
         return;
     }
-    flush_tls(c);
+    if (flush_or_close(c) < 0)
+        return;
     if (r == TLS_DONE)
         become_open(c);
 }
@@ -443,12 +459,34 @@ static void fill_peer(conn_t *c)
     }
 }
 
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* Takes the pending connection off `server` and closes it: libuv stops
+ * polling a server whose pending connection nobody accepted. A bare
+ * handle is far smaller than a conn (which holds a 64 KiB read buffer),
+ * so it usually fits when a conn did not; if even that fails, the
+ * connection stays pending and the server accepts nothing more. */
+static void drop_pending(uv_stream_t *server)
+{
+    uv_tcp_t *t = malloc(sizeof *t);
+    if (!t)
+        return;
+    uv_tcp_init(server->loop, t);
+    (void)uv_accept(server, (uv_stream_t *)t); /* closed either way */
+    uv_close((uv_handle_t *)t, free_handle);
+}
+
 conn_t *conn_accept(uv_stream_t *server, tls_ctx *tls, const conn_cbs *cbs, void *data,
                     const conn_opts *opts)
 {
     conn_t *c = conn_new(server->loop, cbs, data, opts);
-    if (!c)
+    if (!c) {
+        drop_pending(server);
         return NULL;
+    }
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
         close_now(c, UV_ECONNABORTED);
         return NULL;
@@ -583,8 +621,16 @@ int conn_write2(conn_t *c, const void *a, size_t an, const void *b, size_t bn)
         return -ENOBUFS;
     c->bytes_out += n;
     if (c->tls && c->state != ST_OPEN) {
-        if (buf_append(&c->pre, a, an) < 0 || buf_append(&c->pre, b, bn) < 0)
+        /* Both pieces or neither: a frame must never be queued cut. */
+        size_t got;
+        uint8_t *p = buf_reserve(&c->pre, n, &got);
+        if (got < n)
             return -ENOBUFS;
+        if (an)
+            memcpy(p, a, an);
+        if (bn)
+            memcpy(p + an, b, bn);
+        buf_commit(&c->pre, n);
         return 0;
     }
     if (c->tls) {
@@ -602,7 +648,7 @@ int conn_write2(conn_t *c, const void *a, size_t an, const void *b, size_t bn)
             if (bn && tls_sess_write(c->tls, b, bn) < 0)
                 goto tls_fail;
         }
-        return flush_tls(c);
+        return flush_or_close(c); /* the bytes are inside OpenSSL now: no way back */
     }
     if (!bn)
         return queue_raw(c, a, an);
@@ -671,7 +717,8 @@ void conn_close(conn_t *c, int graceful)
     c->reading = 0;
     if (c->tls) {
         tls_sess_shutdown(c->tls);
-        flush_tls(c);
+        if (flush_or_close(c) < 0)
+            return;
     }
     arm_timer(c, CLOSE_FLUSH_MS);
     if (c->wq == 0)

@@ -67,8 +67,16 @@ conn_t *conn_accept(uv_stream_t *server, tls_ctx *tls, const conn_cbs *cbs, void
 conn_t *conn_connect(uv_loop_t *loop, const char *host, int port, tls_ctx *tls, const char *sni,
                      const conn_cbs *cbs, void *data, const conn_opts *opts);
 
+/* Queues n bytes. Returns 0, or a negative code: -EPIPE (closing or
+ * closed), -ENOBUFS (the queue would pass out_max), -ENOMEM, a libuv
+ * code, or CONN_ETLS. A failed write queued none of its bytes; when the
+ * failure also broke the byte stream (TLS: the record was made but could
+ * not be queued), the connection is closed too and on_close follows. An
+ * owner that writes a framed stream cannot go on after a failure, since
+ * the peer would miss part of it: it closes the stream. */
 int conn_write(conn_t *c, const void *p, size_t n);
-/* Writes several pieces as one unit (one TLS record when small). */
+/* Writes two pieces as one unit (one TLS record when small): both are
+ * queued or neither. Returns as conn_write. */
 int conn_write2(conn_t *c, const void *a, size_t an, const void *b, size_t bn);
 int conn_writable(const conn_t *c);
 size_t conn_queued(const conn_t *c);

@@ -15,6 +15,7 @@
 #include "hub.h"
 #include "hubcfg.h"
 #include "idp.h"
+#include "json.h"
 #include "log.h"
 #include "relay.h"
 #include "store.h"
@@ -150,6 +151,7 @@ int main(int argc, char **argv)
     const char *trust_iss = NULL, *trust_aud = NULL, *trust_jwks = NULL;
     relay_opts ro = relay_default_opts;
     unsigned v;
+    json_init(NULL); /* before any cJSON use: trees that lost a member are refused */
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
