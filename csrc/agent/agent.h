@@ -59,7 +59,8 @@ typedef struct agent {
     tls_ctx *jwks_tls; /* system store: OIDC providers use public CAs */
 } agent_t;
 
-void channel_start_all(agent_t *a);
+/* Opens the channels; -1 (nothing started) when memory ran out. */
+int channel_start_all(agent_t *a);
 void channel_tick(agent_t *a);
 void channel_stop_all(agent_t *a);
 /* cluster-connect off/on: close the channels without stopping the agent,
@@ -103,8 +104,9 @@ void fwd_accept(agent_t *a, const char *address);
 int agent_reload_token(agent_t *a);
 /* Groups of `oid` from the configured source (--groups-file, a JSON object
  * mapping object ids to arrays of group ids), for tokens whose groups
- * overflowed into an overage claim. Returns the count (>= 0, *out malloc'd,
- * free with agent_free_groups) or -1 when there is no source or no entry. */
+ * overflowed into an overage claim. Returns the count (>= 0; when > 0,
+ * *out is malloc'd, free with agent_free_groups) or -1 when there is no
+ * source, no entry, or memory ran out (never a partial list). */
 int agent_lookup_groups(agent_t *a, const char *oid, char ***out);
 void agent_free_groups(char **g, int n);
 int agent_reload_jwks(agent_t *a);

@@ -10,6 +10,7 @@
 #include "agent.h"
 #include "hcli.h"
 #include "http.h"
+#include "json.h"
 #include "url.h"
 
 /* Next '/'-separated segment of p[0..n) from *off; returns its length. */
@@ -137,6 +138,7 @@ struct hcli *authz_check(agent_t *a, const char *user, char **groups, size_t ngr
     }
     c->cb = cb;
     c->ud = ud;
+    unsigned mark = json_failures(); /* a question missing an attribute asks something else */
     cJSON *b = cJSON_CreateObject();
     cJSON_AddStringToObject(b, "user", user);
     cJSON *g = cJSON_AddArrayToObject(b, "groups");
@@ -149,7 +151,7 @@ struct hcli *authz_check(agent_t *a, const char *user, char **groups, size_t ngr
     cJSON_AddStringToObject(b, "subresource", at->subresource);
     cJSON_AddStringToObject(b, "namespace", at->nspace);
     cJSON_AddBoolToObject(b, "nonResource", at->non_resource);
-    char *body = cJSON_PrintUnformatted(b);
+    char *body = json_print(b, mark, 0);
     cJSON_Delete(b);
     char url[600], auth[4200];
     snprintf(url, sizeof url, "%s/agent/v1/checkaccess", a->cfg.hub);

@@ -12,6 +12,7 @@
 
 #include "agent.h"
 #include "enc.h"
+#include "json.h"
 #include "log.h"
 #include "sas.h"
 #include "ws.h"
@@ -140,15 +141,18 @@ static void dial(channel *ch)
     }
 }
 
-void channel_start_all(agent_t *a)
+int channel_start_all(agent_t *a)
 {
-    a->channels_started = 1;
     a->chans = calloc((size_t)a->cfg.channels, sizeof(channel));
+    if (!a->chans)
+        return -1;
+    a->channels_started = 1;
     for (int i = 0; i < a->cfg.channels; i++) {
         a->chans[i].a = a;
         a->chans[i].idx = i;
         dial(&a->chans[i]);
     }
+    return 0;
 }
 
 void channel_tick(agent_t *a)
@@ -173,23 +177,34 @@ void channel_tick(agent_t *a)
             char tok[SAS_MAX_TOKEN];
             int64_t exp = a->hub_mode ? a->hub_token_exp : wall + a->cfg.token_ttl;
             if (make_token(a, exp, tok, sizeof tok) > 0) {
+                /* A renewToken without its token would make the relay close
+                 * the channel: only a complete message is sent. */
+                unsigned mark = json_failures();
                 cJSON *m = cJSON_CreateObject();
                 cJSON_AddStringToObject(cJSON_AddObjectToObject(m, "renewToken"), "token", tok);
-                char *s = cJSON_PrintUnformatted(m);
-                if (s && wsc_send(ch->w, WS_OP_TEXT, s, strlen(s)) == 0) {
+                char *s = json_print(m, mark, 0);
+                cJSON_Delete(m);
+                int built = s != NULL, rc = built ? wsc_send(ch->w, WS_OP_TEXT, s, strlen(s)) : -1;
+                free(s);
+                if (rc == 0) {
                     ch->token_exp = exp;
                     log_kv(LOG_INFO, "channel.renewed", NULL);
+                } else if (!built) {
+                    log_kv(LOG_WARN, "channel.renew_failed", "error", "out of memory; retrying", NULL);
+                } else {
+                    /* wsc_send dropped the channel; on_close reconnects. */
+                    log_kv(LOG_WARN, "channel.renew_failed", "error", "cannot write to the channel", NULL);
+                    continue;
                 }
-                free(s);
-                cJSON_Delete(m);
             }
         }
         uint64_t idle = wsc_idle_ms(ch->w);
         if (idle > 3ull * a->cfg.ping_ms) {
             log_kv(LOG_WARN, "channel.dead", "reason", "no traffic or pong", NULL);
             wsc_abort(ch->w); /* on_close reconnects */
-        } else if (idle > a->cfg.ping_ms) {
-            wsc_ping(ch->w);
+        } else if (idle > a->cfg.ping_ms && wsc_ping(ch->w) < 0) {
+            log_kv(LOG_WARN, "channel.ping_failed", "reason", "cannot write to the channel", NULL);
+            /* wsc_send dropped the channel; on_close reconnects. */
         }
     }
 }
@@ -197,7 +212,7 @@ void channel_tick(agent_t *a)
 void channel_stop_all(agent_t *a)
 {
     a->stopping = 1;
-    for (int i = 0; i < a->cfg.channels; i++)
+    for (int i = 0; a->chans && i < a->cfg.channels; i++) /* none in registered mode until cluster-connect */
         if (a->chans[i].w)
             wsc_close(a->chans[i].w, WS_CLOSE_GOING_AWAY, "agent stopping");
 }

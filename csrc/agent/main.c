@@ -13,6 +13,7 @@
 #include "agent.h"
 #include "conn.h"
 #include "http.h"
+#include "json.h"
 #include "log.h"
 #include "url.h"
 
@@ -123,12 +124,27 @@ int agent_lookup_groups(agent_t *a, const char *oid, char ***out)
     free(buf);
     const cJSON *arr = root ? cJSON_GetObjectItemCaseSensitive(root, oid) : NULL;
     int cnt = -1;
-    if (cJSON_IsArray(arr) && cJSON_GetArraySize(arr) <= JWT_MAX_GROUPS) {
-        *out = calloc((size_t)cJSON_GetArraySize(arr) + 1, sizeof(char *));
+    if (cJSON_IsArray(arr) && cJSON_GetArraySize(arr) <= JWT_MAX_GROUPS &&
+        (*out = calloc((size_t)cJSON_GetArraySize(arr) + 1, sizeof(char *)))) {
         cnt = 0;
         const cJSON *g;
-        cJSON_ArrayForEach(g, arr) if (*out && cJSON_IsString(g) && strlen(g->valuestring) < 256)(*out)[cnt++] =
-            strdup(g->valuestring);
+        cJSON_ArrayForEach(g, arr)
+        {
+            if (!cJSON_IsString(g) || strlen(g->valuestring) >= 256)
+                continue;
+            if (!((*out)[cnt] = strdup(g->valuestring))) {
+                /* Fewer groups would impersonate a different user. */
+                agent_free_groups(*out, cnt);
+                cnt = -1;
+                break;
+            }
+            cnt++;
+        }
+        if (cnt <= 0) {
+            if (cnt == 0)
+                free(*out);
+            *out = NULL;
+        }
     }
     cJSON_Delete(root);
     return cnt;
@@ -182,7 +198,9 @@ static size_t health_data(conn_t *c, uint8_t *d, size_t n)
     char head[256];
     int hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
                       "Connection: close\r\n\r\n", status, http_reason(status), strlen(body));
-    conn_write2(c, head, (size_t)hl, body, strlen(body));
+    /* The connection closes either way; a failed write only means that the
+     * prober sees it close without an answer. */
+    (void)conn_write2(c, head, (size_t)hl, body, strlen(body));
     conn_close(c, 1);
     return n;
 }
@@ -232,6 +250,11 @@ static int config_argv(int *argc, char ***argv)
     }
     int n = cJSON_GetArraySize(o);
     char **av = calloc((size_t)(*argc + 2 * n + 1), sizeof *av);
+    if (!av) {
+        fprintf(stderr, "clusterconnect-agent: out of memory reading --config %s\n", path);
+        cJSON_Delete(o);
+        return -1;
+    }
     int k = 0;
     av[k++] = (*argv)[0];
     const cJSON *it;
@@ -254,8 +277,11 @@ static int config_argv(int *argc, char ***argv)
             cJSON_Delete(o);
             return -1;
         }
-        av[k++] = strdup(flag);
-        av[k++] = strdup(v);
+        if (!(av[k++] = strdup(flag)) || !(av[k++] = strdup(v))) {
+            fprintf(stderr, "clusterconnect-agent: out of memory reading --config %s\n", path);
+            cJSON_Delete(o);
+            return -1; /* the process exits; av is not worth freeing */
+        }
     }
     cJSON_Delete(o);
     for (int i = 1; i < *argc; i++)
@@ -282,11 +308,14 @@ int main(int argc, char **argv)
     c->ping_ms = 30000;
     c->token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token";
     const char *jwks_ca = NULL;
+    json_init(NULL); /* before any cJSON use: trees that lost a member are refused */
     if (config_argv(&argc, &argv) < 0)
         return 2;
     const char *api_ca = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt", *relay_ca = NULL,
-               *key_file = NULL, *health_addr = "127.0.0.1:8081";
+               *key_file = NULL;
     char api_default[300] = "";
+    char hh[128] = "127.0.0.1", lerr[128]; /* the health listener's address */
+    int hp = 8081;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -338,7 +367,12 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--groups-file")) {
             c->groups_file = argv[i = need(i, argc, a)];
         } else if (!strcmp(a, "--health-listen")) {
-            health_addr = argv[i = need(i, argc, a)];
+            const char *v = argv[i = need(i, argc, a)];
+            char aerr[128];
+            if (conn_parse_addr(v, hh, sizeof hh, &hp, aerr) < 0) {
+                fprintf(stderr, "clusterconnect-agent: --health-listen: %s\n", aerr);
+                return 2;
+            }
         } else if (!strcmp(a, "--log-level")) {
             const char *v = argv[i = need(i, argc, a)];
             log_set_level(!strcmp(v, "debug") ? LOG_DEBUG : !strcmp(v, "warn") ? LOG_WARN
@@ -410,17 +444,9 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
     A.loop = uv_default_loop();
-    char hh[128], lerr[128];
-    int hp;
-    const char *colon = strrchr(health_addr, ':');
-    if (!colon || (size_t)(colon - health_addr) >= sizeof hh) {
-        fprintf(stderr, "clusterconnect-agent: --health-listen wants ADDR:PORT\n");
-        return 2;
-    }
-    snprintf(hh, sizeof hh, "%.*s", (int)(colon - health_addr), health_addr);
-    hp = atoi(colon + 1);
     if (conn_listen(A.loop, &health, hh, hp, on_health, lerr) != 0) {
-        fprintf(stderr, "clusterconnect-agent: %s\n", lerr);
+        fprintf(stderr, "clusterconnect-agent: --health-listen: %s\n", lerr);
+        uv_close((uv_handle_t *)&health, NULL); /* conn_listen's contract */
         return 1;
     }
     A.hub_tls = A.relay_tls;
@@ -432,8 +458,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "clusterconnect-agent: %s\n", rerr);
             return 1;
         }
-    } else {
-        channel_start_all(&A);
+    } else if (channel_start_all(&A) < 0) {
+        fprintf(stderr, "clusterconnect-agent: out of memory\n");
+        return 1;
     }
     uv_timer_init(A.loop, &tick);
     uv_timer_start(&tick, on_tick, 1000, 1000);

@@ -19,6 +19,7 @@
 #include "agent.h"
 #include "enc.h"
 #include "hcli.h"
+#include "json.h"
 #include "log.h"
 
 #define AGENT_VERSION "0.1.0"
@@ -43,6 +44,7 @@ char *reg_agent_jwt(agent_t *a)
     char jti[37];
     enc_uuid4(jti);
     int64_t now = (int64_t)time(NULL);
+    unsigned mark = json_failures(); /* never sign claims that lost one (no "exp") */
     cJSON *c = cJSON_CreateObject();
     char aud[600];
     snprintf(aud, sizeof aud, "%s/agent", a->cfg.hub);
@@ -53,7 +55,7 @@ char *reg_agent_jwt(agent_t *a)
     cJSON_AddNumberToObject(c, "nbf", (double)now);
     cJSON_AddNumberToObject(c, "exp", (double)(now + 300));
     cJSON_AddStringToObject(c, "jti", jti);
-    char *payload = cJSON_PrintUnformatted(c);
+    char *payload = json_print(c, mark, 0);
     cJSON_Delete(c);
     char *tok = malloc(4096);
     if (!payload || !tok || jwt_sign_rs256(r->key, "agent", payload, tok, 4096) < 0) {
@@ -107,9 +109,10 @@ static void apply(agent_t *a, const cJSON *o)
     if (cc != a->cluster_connect || !r->ok_once)
         log_kv(LOG_INFO, "reg.feature", "cluster-connect", cc ? "on" : "off", NULL);
     a->cluster_connect = cc;
-    if (cc && !a->channels_started)
-        channel_start_all(a);
-    else if (cc)
+    if (cc && !a->channels_started) {
+        if (channel_start_all(a) < 0) /* the next heartbeat tries again */
+            log_kv(LOG_ERROR, "reg.channels", "error", "out of memory", NULL);
+    } else if (cc)
         channel_resume_all(a);
     else if (a->channels_started)
         channel_pause_all(a);
@@ -200,15 +203,20 @@ static void heartbeat(agent_t *a)
     snprintf(url, sizeof url, "%s/agent/v1/heartbeat", a->cfg.hub);
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", jwt);
     free(jwt);
+    unsigned mark = json_failures();
     cJSON *b = cJSON_CreateObject();
     cJSON_AddStringToObject(b, "agentVersion", AGENT_VERSION);
     if (a->k8s_version[0])
         cJSON_AddStringToObject(b, "kubernetesVersion", a->k8s_version);
-    char *body = cJSON_PrintUnformatted(b);
+    char *body = json_print(b, mark, 0);
     cJSON_Delete(b);
+    if (!body) {
+        retry_later(a, "out of memory building the heartbeat");
+        return;
+    }
     const char *h[] = {auth, "Content-Type: application/json", NULL};
     hcli_opts ho = {.max_response = 64 * 1024, .timeout_ms = 15000};
-    r->inflight = hcli_request(a->loop, url, a->hub_tls, "POST", h, body, body ? strlen(body) : 0, &ho, on_heartbeat, a);
+    r->inflight = hcli_request(a->loop, url, a->hub_tls, "POST", h, body, strlen(body), &ho, on_heartbeat, a);
     free(body);
     if (!r->inflight)
         retry_later(a, "bad --hub URL");

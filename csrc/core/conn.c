@@ -175,7 +175,9 @@ static int queue_raw(conn_t *c, const void *p, size_t n)
     return 0;
 }
 
-/* Moves all ciphertext OpenSSL produced onto the socket, in one write. */
+/* Moves all ciphertext OpenSSL produced onto the socket, in one write.
+ * On failure that ciphertext is gone and the TLS stream is broken: use
+ * flush_or_close() unless the connection is failing anyway. */
 static int flush_tls(conn_t *c)
 {
     size_t n = tls_sess_pending_out(c->tls);
@@ -200,6 +202,16 @@ static int flush_tls(conn_t *c)
     if (c->state == ST_OPEN && c->o.stall_ms && !uv_is_active((uv_handle_t *)&c->timer))
         arm_timer(c, c->o.stall_ms);
     return 0;
+}
+
+/* flush_tls, closing the connection when the ciphertext could not be
+ * queued. Returns flush_tls's result. */
+static int flush_or_close(conn_t *c)
+{
+    int rc = flush_tls(c);
+    if (rc < 0)
+        close_now(c, rc);
+    return rc;
 }
 
 static void on_linger_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
@@ -308,21 +320,24 @@ static void pump_tls(conn_t *c)
         break;
     }
     if (c->state == ST_OPEN && tls_sess_pending_out(c->tls))
-        flush_tls(c); /* e.g. session tickets, key updates */
+        flush_or_close(c); /* e.g. session tickets, key updates */
 }
 
 static void become_open(conn_t *c)
 {
-    c->state = ST_OPEN;
-    uv_timer_stop(&c->timer);
+    /* Bytes written during the handshake go first, while the state is not
+     * yet open: a failure then reaches a client's on_connect. */
     if (c->tls && buf_len(&c->pre)) {
         if (tls_sess_write(c->tls, buf_data(&c->pre), buf_len(&c->pre)) < 0) {
             tls_failed(c);
             return;
         }
         buf_clear(&c->pre);
-        flush_tls(c);
+        if (flush_or_close(c) < 0)
+            return;
     }
+    c->state = ST_OPEN;
+    uv_timer_stop(&c->timer);
     if (c->is_client && c->cbs->on_connect)
         c->cbs->on_connect(c, 0);
 }
@@ -334,7 +349,8 @@ static void handshake(conn_t *c)
         tls_failed(c);
         return;
     }
-    flush_tls(c);
+    if (flush_or_close(c) < 0)
+        return;
     if (r == TLS_DONE)
         become_open(c);
 }
@@ -443,12 +459,34 @@ static void fill_peer(conn_t *c)
     }
 }
 
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* Takes the pending connection off `server` and closes it: libuv stops
+ * polling a server whose pending connection nobody accepted. A bare
+ * handle is far smaller than a conn (which holds a 64 KiB read buffer),
+ * so it usually fits when a conn did not; if even that fails, the
+ * connection stays pending and the server accepts nothing more. */
+static void drop_pending(uv_stream_t *server)
+{
+    uv_tcp_t *t = malloc(sizeof *t);
+    if (!t)
+        return;
+    uv_tcp_init(server->loop, t);
+    (void)uv_accept(server, (uv_stream_t *)t); /* closed either way */
+    uv_close((uv_handle_t *)t, free_handle);
+}
+
 conn_t *conn_accept(uv_stream_t *server, tls_ctx *tls, const conn_cbs *cbs, void *data,
                     const conn_opts *opts)
 {
     conn_t *c = conn_new(server->loop, cbs, data, opts);
-    if (!c)
+    if (!c) {
+        drop_pending(server);
         return NULL;
+    }
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
         close_now(c, UV_ECONNABORTED);
         return NULL;
@@ -583,8 +621,16 @@ int conn_write2(conn_t *c, const void *a, size_t an, const void *b, size_t bn)
         return -ENOBUFS;
     c->bytes_out += n;
     if (c->tls && c->state != ST_OPEN) {
-        if (buf_append(&c->pre, a, an) < 0 || buf_append(&c->pre, b, bn) < 0)
+        /* Both pieces or neither: a frame must never be queued cut. */
+        size_t got;
+        uint8_t *p = buf_reserve(&c->pre, n, &got);
+        if (got < n)
             return -ENOBUFS;
+        if (an)
+            memcpy(p, a, an);
+        if (bn)
+            memcpy(p + an, b, bn);
+        buf_commit(&c->pre, n);
         return 0;
     }
     if (c->tls) {
@@ -602,7 +648,7 @@ int conn_write2(conn_t *c, const void *a, size_t an, const void *b, size_t bn)
             if (bn && tls_sess_write(c->tls, b, bn) < 0)
                 goto tls_fail;
         }
-        return flush_tls(c);
+        return flush_or_close(c); /* the bytes are inside OpenSSL now: no way back */
     }
     if (!bn)
         return queue_raw(c, a, an);
@@ -671,7 +717,8 @@ void conn_close(conn_t *c, int graceful)
     c->reading = 0;
     if (c->tls) {
         tls_sess_shutdown(c->tls);
-        flush_tls(c);
+        if (flush_or_close(c) < 0)
+            return;
     }
     arm_timer(c, CLOSE_FLUSH_MS);
     if (c->wq == 0)
@@ -701,22 +748,71 @@ const char *conn_error(const conn_t *c, int err)
     return err ? uv_strerror(err) : "closed";
 }
 
+/* Fills ss from an IPv4 or IPv6 literal; 0 or a libuv code. */
+static int ip_addr(const char *host, int port, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+        return 0;
+    return uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss);
+}
+
 int conn_listen(uv_loop_t *loop, uv_tcp_t *srv, const char *host, int port, uv_connection_cb cb,
                 char err[128])
 {
-    struct sockaddr_storage ss;
-    int rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
-    if (rc != 0)
-        rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
+    /* First, so that every failure below leaves a handle the caller can
+     * close (see conn.h). Without flags uv_tcp_init creates no socket and
+     * cannot fail: libuv only validates the flags. */
+    int rc = uv_tcp_init(loop, srv);
     if (rc != 0) {
-        snprintf(err, 128, "invalid listen address %s (give an IP address)", host);
+        snprintf(err, 128, "cannot create a TCP handle: %s", uv_strerror(rc));
         return rc;
     }
-    uv_tcp_init(loop, srv);
+    struct sockaddr_storage ss;
+    if ((rc = ip_addr(host, port, &ss)) != 0) {
+        snprintf(err, 128, "invalid listen address '%.60s': give an IP address such as 127.0.0.1 or ::1", host);
+        return rc;
+    }
     if ((rc = uv_tcp_bind(srv, (struct sockaddr *)&ss, 0)) != 0 || (rc = uv_listen((uv_stream_t *)srv, 256, cb)) != 0) {
         snprintf(err, 128, "cannot listen on %s:%d: %s", host, port, uv_strerror(rc));
         return rc;
     }
+    return 0;
+}
+
+int conn_parse_addr(const char *spec, char *host, size_t cap, int *port, char err[128])
+{
+    const char *colon = strrchr(spec, ':');
+    const char *h = spec;
+    size_t hl = colon ? (size_t)(colon - spec) : 0;
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (!colon || hl == 0 || hl >= cap) {
+        snprintf(err, 128, "'%.60s' is not an IP address and port; use e.g. 127.0.0.1:8443 or [::1]:8443", spec);
+        return -1;
+    }
+    const char *ps = colon + 1;
+    char *end;
+    errno = 0;
+    long p = strtol(ps, &end, 10);
+    if (*ps < '0' || *ps > '9' || *end || errno || p > 65535) {
+        snprintf(err, 128, "'%.60s' has no port in 0..65535; use e.g. 127.0.0.1:8443", spec);
+        return -1;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    struct sockaddr_storage ss;
+    if (ip_addr(host, (int)p, &ss) != 0) {
+        /* Letters without a ':' (no IPv6): most likely a host name. */
+        int named = !strchr(host, ':') && strpbrk(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+        snprintf(err, 128, "'%.60s' is not an IP address and port%s; use e.g. 127.0.0.1:%ld", spec,
+                 named ? " (host names are not resolved)" : "", p);
+        host[0] = '\0';
+        return -1;
+    }
+    *port = (int)p;
     return 0;
 }
 

@@ -67,8 +67,16 @@ conn_t *conn_accept(uv_stream_t *server, tls_ctx *tls, const conn_cbs *cbs, void
 conn_t *conn_connect(uv_loop_t *loop, const char *host, int port, tls_ctx *tls, const char *sni,
                      const conn_cbs *cbs, void *data, const conn_opts *opts);
 
+/* Queues n bytes. Returns 0, or a negative code: -EPIPE (closing or
+ * closed), -ENOBUFS (the queue would pass out_max), -ENOMEM, a libuv
+ * code, or CONN_ETLS. A failed write queued none of its bytes; when the
+ * failure also broke the byte stream (TLS: the record was made but could
+ * not be queued), the connection is closed too and on_close follows. An
+ * owner that writes a framed stream cannot go on after a failure, since
+ * the peer would miss part of it: it closes the stream. */
 int conn_write(conn_t *c, const void *p, size_t n);
-/* Writes several pieces as one unit (one TLS record when small). */
+/* Writes two pieces as one unit (one TLS record when small): both are
+ * queued or neither. Returns as conn_write. */
 int conn_write2(conn_t *c, const void *a, size_t an, const void *b, size_t bn);
 int conn_writable(const conn_t *c);
 size_t conn_queued(const conn_t *c);
@@ -96,9 +104,22 @@ tls_sess *conn_tls(const conn_t *c);
 uint64_t conn_bytes_in(const conn_t *c);
 uint64_t conn_bytes_out(const conn_t *c);
 
-/* Binds and listens; port 0 picks a free one (conn_bound_port tells). */
+/* Binds and listens on `host`, an IPv4 or IPv6 address literal (names are
+ * not resolved); port 0 picks a free one (conn_bound_port tells).
+ *
+ * Handle contract: conn_listen initialises `srv` before anything can fail,
+ * so whatever it returns, `srv` is a live handle that the caller owns and
+ * must uv_close() (and let the loop run before freeing its memory), after a
+ * failure as after use. This is libuv's own rule for a handle whose bind
+ * failed. Returns 0, or a negative libuv code with a sentence in err. */
 int conn_listen(uv_loop_t *loop, uv_tcp_t *srv, const char *host, int port, uv_connection_cb cb,
                 char err[128]);
 int conn_bound_port(uv_tcp_t *srv);
 
+/* Splits a listen address as flags take it, "IP:PORT" or "[IPv6]:PORT",
+ * into a NUL-terminated IP literal in host (cap bytes) and a port in
+ * 0..65535, checking that conn_listen would accept the address. Returns 0,
+ * or -1 with a sentence in err that quotes `spec` and shows a form that
+ * works, for the caller to prefix with its flag's name. */
+int conn_parse_addr(const char *spec, char *host, size_t cap, int *port, char err[128]);
 #endif

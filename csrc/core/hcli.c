@@ -52,7 +52,8 @@ static void finish(hcli_t *h, int status, const char *body, size_t len, const ch
         conn_close(h->c, 0);
 }
 
-/* Parses a complete answer in buf; returns 1 done, 0 more needed, -1 bad. */
+/* Parses a complete answer in buf; returns 1 done (finish() was called,
+ * also when memory ran out), 0 more needed, -1 bad. */
 static int try_parse(hcli_t *h, const char *buf, size_t len)
 {
     http_response res;
@@ -77,8 +78,10 @@ static int try_parse(hcli_t *h, const char *buf, size_t len)
         if (avail < clen)
             return 0;
         char *copy = malloc((size_t)clen + 1);
-        if (!copy)
-            return -1;
+        if (!copy) {
+            finish(h, -1, NULL, 0, "out of memory for the answer");
+            return 1;
+        }
         memcpy(copy, b, (size_t)clen);
         copy[clen] = '\0';
         h->body = copy;
@@ -92,8 +95,10 @@ static int try_parse(hcli_t *h, const char *buf, size_t len)
     http_chunked_init(&ch);
     char *out = malloc(avail + 1);
     size_t on = 0, off = 0;
-    if (!out)
-        return -1;
+    if (!out) {
+        finish(h, -1, NULL, 0, "out of memory for the answer");
+        return 1;
+    }
     while (off < avail && !ch.done) {
         const char *d;
         size_t dl;
@@ -145,7 +150,12 @@ static void on_connect(conn_t *c, int status)
     hcli_t *h = conn_data(c);
     if (status < 0)
         return; /* on_close reports */
-    conn_write(c, h->req, h->req_len);
+    int rc = conn_write(c, h->req, h->req_len);
+    if (rc < 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "cannot send the request: %s", conn_error(c, rc));
+        finish(h, -1, NULL, 0, msg);
+    }
 }
 
 static void on_close(conn_t *c, int err)

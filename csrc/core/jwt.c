@@ -25,6 +25,7 @@ const char *jwt_strerror(int rc)
     case JWT_ERR_NOT_YET_VALID: return "token not yet valid";
     case JWT_ERR_ISSUER: return "wrong issuer";
     case JWT_ERR_AUDIENCE: return "wrong audience";
+    case JWT_ERR_NOMEM: return "out of memory";
     }
     return "unknown";
 }
@@ -96,6 +97,7 @@ int jwt_keyset_parse(const char *json, size_t n, jwt_keyset *ks, char err[JWT_ER
     size_t cap = (size_t)cJSON_GetArraySize(keys);
     ks->keys = calloc(cap ? cap : 1, sizeof *ks->keys);
     if (!ks->keys) {
+        snprintf(err, JWT_ERRLEN, "out of memory for %zu keys", cap);
         cJSON_Delete(root);
         return -1;
     }
@@ -272,7 +274,11 @@ int jwt_verify(const char *token, size_t n, const jwt_keyset *ks, const jwt_expe
     }
     size_t slen = n - dots[1] - 1;
     sig = malloc(slen ? slen : 1);
-    long sl = sig ? enc_b64url_decode(token + dots[1] + 1, slen, sig, slen) : -1;
+    if (!sig) {
+        rc = fail(err, JWT_ERR_NOMEM, NULL);
+        goto done;
+    }
+    long sl = enc_b64url_decode(token + dots[1] + 1, slen, sig, slen);
     if (sl <= 0 || verify_sig(key->pkey, a, token, dots[1], sig, (size_t)sl) < 0) {
         rc = fail(err, JWT_ERR_SIGNATURE, NULL);
         goto done;
@@ -329,11 +335,20 @@ int jwt_verify(const char *token, size_t n, const jwt_keyset *ks, const jwt_expe
             rc = fail(err, JWT_ERR_MALFORMED, "too many groups");
             goto done;
         }
-        out->groups = calloc(g ? g : 1, sizeof *out->groups);
+        /* Never a partial list: fewer groups are a different caller. */
+        if (!(out->groups = calloc(g ? g : 1, sizeof *out->groups))) {
+            rc = fail(err, JWT_ERR_NOMEM, "groups");
+            goto done;
+        }
         const cJSON *x;
         cJSON_ArrayForEach(x, groups) {
-            if (cJSON_IsString(x) && out->groups && strlen(x->valuestring) < 256)
-                out->groups[out->ngroups++] = strdup(x->valuestring);
+            if (!cJSON_IsString(x) || strlen(x->valuestring) >= 256)
+                continue;
+            if (!(out->groups[out->ngroups] = strdup(x->valuestring))) {
+                rc = fail(err, JWT_ERR_NOMEM, "groups");
+                goto done;
+            }
+            out->ngroups++;
         }
     }
     const cJSON *cn = cJSON_GetObjectItemCaseSensitive(pl, "_claim_names");

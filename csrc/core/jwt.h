@@ -27,6 +27,7 @@ enum {
     JWT_ERR_NOT_YET_VALID = -6,
     JWT_ERR_ISSUER = -7,
     JWT_ERR_AUDIENCE = -8,
+    JWT_ERR_NOMEM = -9, /* the token may be fine: memory ran out reading it */
 };
 
 typedef struct jwt_key {

@@ -41,11 +41,13 @@ static uint64_t now_ms(void)
     return uv_hrtime() / 1000000;
 }
 
+/* Queues one masked frame in chunks. Returns 0 or a negative code; a
+ * failure after the first chunk leaves a cut frame queued. */
 static int send_frame(wsc_t *w, int opcode, const void *data, size_t len)
 {
     uint8_t mask[4], hdr[14];
     if (enc_random(mask, sizeof mask) < 0)
-        return -1;
+        return UV_EIO;
     size_t hl = ws_header(hdr, 1, opcode, len, mask);
     uint8_t chunk[16384];
     size_t off = 0;
@@ -64,11 +66,25 @@ static int send_frame(wsc_t *w, int opcode, const void *data, size_t len)
     return 0;
 }
 
+/* A frame could not be queued whole. The peer cannot find the next frame
+ * after a cut one, so the connection is dropped at once; on_close reports
+ * 1006 and why. */
+static void write_failed(wsc_t *w, int rc)
+{
+    w->state = W_DONE;
+    w->close_code = 1006;
+    snprintf(w->close_reason, sizeof w->close_reason, "cannot write to the WebSocket: %s", conn_error(w->c, rc));
+    conn_close(w->c, 0);
+}
+
 int wsc_send(wsc_t *w, int opcode, const void *data, size_t len)
 {
     if (w->state != W_OPEN)
         return -1;
-    return send_frame(w, opcode, data, len);
+    int rc = send_frame(w, opcode, data, len);
+    if (rc < 0)
+        write_failed(w, rc);
+    return rc;
 }
 
 int wsc_ping(wsc_t *w)
@@ -85,14 +101,14 @@ static void handle_control(wsc_t *w, int op, const uint8_t *p, size_t n)
 {
     if (op == WS_OP_PING) {
         if (w->state == W_OPEN)
-            send_frame(w, WS_OP_PONG, p, n);
+            (void)wsc_send(w, WS_OP_PONG, p, n); /* a failure drops the connection */
     } else if (op == WS_OP_CLOSE) {
         w->close_code = n >= 2 ? (p[0] << 8 | p[1]) : 1005;
         snprintf(w->close_reason, sizeof w->close_reason, "%.*s", n > 2 ? (int)(n - 2) : 0, (const char *)p + 2);
-        if (w->state == W_OPEN) { /* echo, then finish */
+        if (w->state == W_OPEN) { /* echo, then finish; best effort, as it closes anyway */
             uint8_t cp[125];
             size_t cl = ws_close_payload(cp, w->close_code == 1005 ? 1000 : w->close_code, NULL);
-            send_frame(w, WS_OP_CLOSE, cp, cl);
+            (void)send_frame(w, WS_OP_CLOSE, cp, cl);
         }
         w->state = W_DONE;
         conn_close(w->c, 1);
@@ -115,7 +131,7 @@ static void protocol_error(wsc_t *w, int code)
 {
     uint8_t cp[125];
     size_t cl = ws_close_payload(cp, code, "protocol error");
-    send_frame(w, WS_OP_CLOSE, cp, cl);
+    (void)send_frame(w, WS_OP_CLOSE, cp, cl); /* best effort: closing anyway */
     w->close_code = 1006;
     snprintf(w->close_reason, sizeof w->close_reason, "protocol error from the server (%d)", code);
     w->state = W_DONE;
@@ -225,9 +241,11 @@ static void on_connect(conn_t *c, int status)
         w->state = W_DONE;
         return;
     }
-    conn_write(c, w->request, w->request_len);
+    int rc = conn_write(c, w->request, w->request_len);
     free(w->request);
     w->request = NULL;
+    if (rc < 0)
+        fail_open(w, rc, 0, "cannot send the WebSocket upgrade request");
 }
 
 static void on_close(conn_t *c, int err)
@@ -291,6 +309,11 @@ wsc_t *wsc_connect(uv_loop_t *loop, const char *url, tls_ctx *tls, const char *c
     memcpy(host, u.host.p, u.host.n);
     host[u.host.n] = '\0';
     w->request = malloc(MAX_REQUEST);
+    if (!w->request) {
+        ws_msg_free(&w->msg);
+        free(w);
+        return NULL;
+    }
     int n = snprintf(w->request, MAX_REQUEST,
                      "GET %.*s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n",
@@ -338,7 +361,7 @@ void wsc_close(wsc_t *w, int code, const char *reason)
     }
     uint8_t cp[125];
     size_t cl = ws_close_payload(cp, code, reason);
-    send_frame(w, WS_OP_CLOSE, cp, cl);
+    (void)send_frame(w, WS_OP_CLOSE, cp, cl); /* best effort: the close below ends it either way */
     w->state = W_CLOSING;
     w->close_code = code;
     conn_close(w->c, 1);

@@ -47,7 +47,13 @@ typedef struct wsc_opts {
 wsc_t *wsc_connect(uv_loop_t *loop, const char *url, tls_ctx *tls, const char *const *headers,
                    const wsc_cbs *cbs, void *data, const wsc_opts *opts);
 
+/* Queues one data or control frame. Returns 0; -1 when the WebSocket is
+ * not open (nothing happens); or another negative code when the frame
+ * could not be queued whole (see conn_write), and then the connection is
+ * dropped at once, since the peer cannot parse past a cut frame: on_close
+ * follows with 1006. */
 int wsc_send(wsc_t *w, int opcode, const void *data, size_t len);
+/* wsc_send of a ping. */
 int wsc_ping(wsc_t *w);
 int wsc_writable(const wsc_t *w);
 void wsc_pause(wsc_t *w);

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "enc.h"
+#include "json.h"
 #include "jwt.h"
 #include "log.h"
 #include "rbac.h"
@@ -23,18 +24,24 @@ typedef struct row_copy {
     char *body, *secret, *parent;
 } row_copy;
 
+static void row_free(row_copy *c)
+{
+    free(c->body), free(c->secret), free(c->parent);
+    c->body = c->secret = c->parent = NULL;
+}
+
+/* store_get callback: all of the row or nothing (-1: memory ran out). */
 static int copy(void *ud, const store_row *r)
 {
     row_copy *c = ud;
     c->body = strdup(r->body);
     c->secret = r->secret ? strdup(r->secret) : NULL;
     c->parent = strdup(r->parent);
+    if (!c->body || !c->parent || (r->secret && !c->secret)) {
+        row_free(c);
+        return -1;
+    }
     return 0;
-}
-
-static void row_free(row_copy *c)
-{
-    free(c->body), free(c->secret), free(c->parent);
 }
 
 static EVP_PKEY *public_key(const char *b64)
@@ -124,6 +131,7 @@ static void heartbeat(arm_t *a, const api_req *req, api_resp *resp)
     char id[1024];
     if (authenticate(a, req, &row, id, resp) < 0)
         return;
+    unsigned mark = json_failures(); /* the row is stored only if nothing was lost */
     cJSON *in = req->body_len ? cJSON_ParseWithLength(req->body, req->body_len) : cJSON_CreateObject();
     cJSON *b = cJSON_Parse(row.body), *sec = cJSON_Parse(row.secret ? row.secret : "{}");
     cJSON *props = cJSON_GetObjectItemCaseSensitive(b, "properties");
@@ -157,7 +165,7 @@ static void heartbeat(arm_t *a, const api_req *req, api_resp *resp)
     api_set_str(prof, "agentState", "Succeeded");
     cJSON_DeleteItemFromObjectCaseSensitive(sec, "lastHeartbeat");
     cJSON_AddNumberToObject(sec, "lastHeartbeat", (double)t);
-    char *nb = cJSON_PrintUnformatted(b), *ns = cJSON_PrintUnformatted(sec);
+    char *nb = json_print(b, mark, 0), *ns = json_print(sec, mark, 0);
     char key[1024];
     snprintf(key, sizeof key, "%s", id);
     for (char *c = key; *c; c++)
@@ -233,6 +241,11 @@ static void checkaccess(arm_t *a, const api_req *req, api_resp *resp)
     }
     size_t ng = (size_t)cJSON_GetArraySize(groups), k = 0;
     char **gs = calloc(ng + 1, sizeof *gs);
+    if (!gs) {
+        api_error(resp, 503, "ServiceUnavailable", "Out of memory; retry.");
+        cJSON_Delete(in);
+        return;
+    }
     const cJSON *g;
     cJSON_ArrayForEach(g, groups) if (cJSON_IsString(g)) gs[k++] = g->valuestring;
     char target[1400];

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "enc.h"
+#include "json.h"
 #include "log.h"
 #include "rbac.h"
 #include "sas.h"
@@ -59,11 +60,21 @@ static void iso_now(char out[32])
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* Text for an answer (a tree that lost a member to a failed allocation
+ * is refused whole by the front door, hub.c's serve_api); frees o. */
 static char *print(cJSON *o)
 {
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
+}
+
+/* Adds a parsed row to a list, or frees it when the list could not take
+ * it (the array was never made). */
+static void push_row(cJSON *arr, cJSON *b)
+{
+    if (!cJSON_AddItemToArray(arr, b))
+        cJSON_Delete(b);
 }
 
 /* Splits and percent-decodes the path into segments. A decoded segment
@@ -300,11 +311,18 @@ typedef struct got_row {
     char *body, *secret;
 } got_row;
 
+/* store_get callback: both strings or neither (-1: memory ran out). */
 static int copy_row(void *ud, const store_row *r)
 {
     got_row *g = ud;
     g->body = strdup(r->body);
     g->secret = r->secret ? strdup(r->secret) : NULL;
+    if (!g->body || (r->secret && !g->secret)) {
+        free(g->body);
+        free(g->secret);
+        g->body = g->secret = NULL;
+        return -1;
+    }
     return 0;
 }
 
@@ -349,12 +367,15 @@ static int prop_writable(const char *name)
     return 0;
 }
 
-static int cc_save(arm_t *a, const cc_ref *r, cJSON *body, const char *secret)
+/* Stores the cluster; -1 also when a cJSON allocation failed since `mark`
+ * (when the handler began reading), so that no tree missing a member is
+ * ever stored. */
+static int cc_save(arm_t *a, const cc_ref *r, cJSON *body, const char *secret, unsigned mark)
 {
     /* connectivityStatus is computed on read; never store a stale one. */
     cJSON *props = cJSON_GetObjectItemCaseSensitive(body, "properties");
     cJSON_DeleteItemFromObjectCaseSensitive(props, "connectivityStatus");
-    char *text = cJSON_PrintUnformatted(body);
+    char *text = json_print(body, mark, 0);
     store_row row = {.id = r->key, .type = ST_CC, .parent = r->parent, .body = text, .secret = secret};
     int rc = text ? store_put(a->s, &row) : -1;
     free(text);
@@ -382,6 +403,9 @@ static int register_hc(arm_t *a, const char *secret)
 
 static void cc_put(arm_t *a, const cc_ref *r, const caller *who, const api_req *req, api_resp *resp)
 {
+    /* From here: a failed allocation while reading the request or the old
+     * row (its principalId) or building the new one stores nothing. */
+    unsigned mark = json_failures();
     cJSON *in = cJSON_ParseWithLength(req->body, req->body_len);
     if (!cJSON_IsObject(in)) {
         api_error(resp, 400, "InvalidRequestContent", "The request content was invalid and could not be deserialized.");
@@ -475,6 +499,10 @@ static void cc_put(arm_t *a, const cc_ref *r, const caller *who, const api_req *
     cJSON_AddItemToObject(body, "properties", np);
 
     char *secret = old.secret ? strdup(old.secret) : NULL;
+    if (old.secret && !secret) { /* new keys would lock the installed agent out */
+        api_error(resp, 503, "ServiceUnavailable", "Out of memory; retry.");
+        goto out;
+    }
     if (!secret) {
         char hc[40], sk[64], lk[64];
         if (enc_uuid4(hc) < 0 || rand_key(sk) < 0 || rand_key(lk) < 0) {
@@ -485,13 +513,23 @@ static void cc_put(arm_t *a, const cc_ref *r, const caller *who, const api_req *
         cJSON_AddStringToObject(s, "hc", hc);
         cJSON_AddStringToObject(s, "sendKey", sk);
         cJSON_AddStringToObject(s, "listenKey", lk);
-        secret = print(s);
+        secret = json_print(s, mark, 0);
+        cJSON_Delete(s);
+        if (!secret) {
+            api_error(resp, 503, "ServiceUnavailable", "Out of memory; retry.");
+            goto out;
+        }
     }
-    if (cc_save(a, r, body, secret) < 0) {
+    if (cc_save(a, r, body, secret, mark) < 0) {
         api_store_failed(resp, store_error(a->s));
         goto out;
     }
-    register_hc(a, secret);
+    if (register_hc(a, secret) < 0) {
+        /* Stored, but the relay does not know the entity: the agent could
+         * not listen. A retried PUT registers it. */
+        api_error(resp, 503, "ServiceUnavailable", "The relay could not take the cluster's entity; retry.");
+        goto out;
+    }
     log_kv(LOG_INFO, "arm.cluster_put", "id", r->id, "by", who->oid, "created", exists ? "false" : "true", NULL);
     cc_live(a, body, secret);
     api_json(resp, exists ? 200 : 201, cJSON_PrintUnformatted(body));
@@ -537,6 +575,7 @@ static void cc_get(arm_t *a, const cc_ref *r, api_resp *resp)
 
 static void cc_patch(arm_t *a, const cc_ref *r, const caller *who, const api_req *req, api_resp *resp)
 {
+    unsigned mark = json_failures(); /* see cc_put */
     cJSON *in = cJSON_ParseWithLength(req->body, req->body_len);
     got_row g = {0};
     cJSON *b = NULL;
@@ -577,7 +616,7 @@ static void cc_patch(arm_t *a, const cc_ref *r, const caller *who, const api_req
     iso_now(now);
     api_set_str(sd, "lastModifiedBy", who->oid);
     api_set_str(sd, "lastModifiedAt", now);
-    if (cc_save(a, r, b, g.secret) < 0) {
+    if (cc_save(a, r, b, g.secret, mark) < 0) {
         api_store_failed(resp, store_error(a->s));
         goto out;
     }
@@ -627,7 +666,7 @@ static int list_row(void *ud, const store_row *r)
     cJSON *b = cJSON_Parse(r->body);
     if (b) {
         cc_live(w->a, b, r->secret);
-        cJSON_AddItemToArray(w->arr, b);
+        push_row(w->arr, b);
     }
     return 0;
 }
@@ -694,6 +733,10 @@ static void cc_credential(arm_t *a, const cc_ref *r, const caller *who, const ap
              "users:\n- name: %s\n  user: {}\npreferences: {}\n",
              r->name, r->name, user, r->name, r->name, user);
     char *kc64 = b64(kc);
+    if (!kc64) { /* an empty kubeconfig would look like a valid answer */
+        api_error(resp, 503, "ServiceUnavailable", "Out of memory; retry.");
+        goto out;
+    }
     cJSON *o = cJSON_CreateObject();
     if (client_proxy) {
         cJSON *h = cJSON_AddObjectToObject(o, "hybridConnectionConfig");
@@ -707,7 +750,7 @@ static void cc_credential(arm_t *a, const cc_ref *r, const caller *who, const ap
     cJSON *kcs = cJSON_AddArrayToObject(o, "kubeconfigs");
     cJSON *k = cJSON_CreateObject();
     cJSON_AddStringToObject(k, "name", "credentialUser");
-    cJSON_AddStringToObject(k, "value", kc64 ? kc64 : "");
+    cJSON_AddStringToObject(k, "value", kc64);
     cJSON_AddItemToArray(kcs, k);
     free(kc64);
     char es[24];
@@ -876,7 +919,7 @@ static int ra_list_row(void *ud, const store_row *row)
         return 0;
     cJSON *b = cJSON_Parse(row->body);
     if (b)
-        cJSON_AddItemToArray(w->arr, b);
+        push_row(w->arr, b);
     return 0;
 }
 
@@ -894,6 +937,7 @@ static int ra_dup_row(void *ud, const store_row *row)
 
 static void ra_put(arm_t *a, const authz_ref *r, const caller *who, const api_req *req, api_resp *resp)
 {
+    unsigned mark = json_failures(); /* covers the duplicate check's reads too */
     cJSON *in = cJSON_ParseWithLength(req->body, req->body_len);
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(in, "properties");
     const char *rd = api_jstr(p, "roleDefinitionId"), *pid = api_jstr(p, "principalId"), *ptype = api_jstr(p, "principalType");
@@ -951,7 +995,7 @@ static void ra_put(arm_t *a, const authz_ref *r, const caller *who, const api_re
     cJSON_AddStringToObject(op, "updatedOn", now);
     cJSON_AddStringToObject(op, "createdBy", who->oid);
     cJSON_AddStringToObject(op, "updatedBy", who->oid);
-    char *text = cJSON_PrintUnformatted(o);
+    char *text = json_print(o, mark, 0);
     snprintf(key, sizeof key, "%s", id);
     lower(key);
     store_row row = {.id = key, .type = ST_RA, .parent = scope_l, .principal = pid_l, .body = text};

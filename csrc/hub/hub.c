@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "log.h"
 
 typedef struct front front;
@@ -51,7 +52,9 @@ void hub_reply(conn_t *c, int status, const char *reason, const char *ctype, con
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n"
                      "Cache-Control: no-store\r\n\r\n",
                      status, phrase, ctype ? ctype : "text/plain", blen);
-    conn_write2(c, head, (size_t)n, body, blen);
+    int rc = conn_write2(c, head, (size_t)n, body, blen);
+    if (rc < 0) /* nothing was queued; the close below is all the client gets */
+        log_kv(LOG_DEBUG, "hub.reply_failed", "remote", conn_peer(c), "error", conn_error(c, rc), NULL);
     conn_close(c, 1);
 }
 
@@ -117,19 +120,34 @@ static int wants_keepalive(const http_request *req)
     return 1;
 }
 
+static const char oom_body[] =
+    "{\"error\":{\"code\":\"ServiceUnavailable\",\"message\":\"The hub ran out of memory; retry.\"}}";
+
 /* Runs the API handler on a complete request and writes its answer.
- * Returns 1 when the connection stays open for another request. */
+ * Returns 1 when the connection stays open for another request, 0 when it
+ * must close (also when the answer could not be queued). */
 static int serve_api(front *f, const http_request *req, url_slice path, url_slice query, const char *body,
                      size_t blen)
 {
     hub_t *h = f->h;
     api_req ar = {.http = req, .path = path, .query = query, .body = body, .body_len = blen, .peer = conn_peer(f->c)};
     api_resp resp = {0};
+    unsigned mark = json_failures();
     if (!h->o.api || !h->o.api(h->o.api_ud, &ar, &resp))
         api_error(&resp, 404, "NotFound", "No route for %s %.*s.", http_eq(req->method, req->method_len, "GET") ? "GET" : "this method", (int)(path.n > 200 ? 200 : path.n), path.p);
+    const char *body_out = resp.body;
+    if (json_failures() != mark) {
+        /* Some JSON the handler built or parsed lost a member to a failed
+         * allocation, so its answer may say something else: refuse it
+         * whole. Handlers never store such a tree (json_print). */
+        resp.status = 503;
+        resp.ctype = "application/json; charset=utf-8";
+        resp.headers[0] = '\0';
+        body_out = oom_body;
+    }
     int keep = wants_keepalive(req) && !h->closing;
     char head[2048]; /* fixed lines + content type + resp.headers (< 512) */
-    size_t blen_out = resp.body ? strlen(resp.body) : 0;
+    size_t blen_out = body_out ? strlen(body_out) : 0;
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
                      "x-ms-request-id: %08x\r\n%s%s\r\n",
@@ -139,8 +157,12 @@ static int serve_api(front *f, const http_request *req, url_slice path, url_slic
         free(resp.body);
         return 0;
     }
-    conn_write2(f->c, head, (size_t)n, resp.body, blen_out);
+    int rc = conn_write2(f->c, head, (size_t)n, body_out, blen_out);
     free(resp.body);
+    if (rc < 0) {
+        log_kv(LOG_DEBUG, "hub.reply_failed", "remote", conn_peer(f->c), "error", conn_error(f->c, rc), NULL);
+        return 0;
+    }
     f->served++;
     return keep;
 }
@@ -279,16 +301,19 @@ static void on_connection(uv_stream_t *srv, int status)
     hub_t *h = srv->data;
     if (status < 0 || h->closing)
         return;
-    front *f = calloc(1, sizeof *f);
-    if (!f)
+    /* Accept first: a connection left pending would stop libuv from
+     * polling the server at all. */
+    conn_t *c = conn_accept(srv, h->tls, &front_cbs, NULL, &h->o.conn);
+    if (!c)
         return;
-    f->h = h;
-    f->started = hub_now_ms();
-    conn_t *c = conn_accept(srv, h->tls, &front_cbs, f, &h->o.conn);
-    if (!c) {
-        free(f);
+    front *f = calloc(1, sizeof *f);
+    if (!f) {
+        conn_close(c, 0);
         return;
     }
+    conn_set_data(c, f);
+    f->h = h;
+    f->started = hub_now_ms();
     f->c = c;
     f->next = h->fronts;
     if (h->fronts)

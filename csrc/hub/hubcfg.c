@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "enc.h"
+#include "json.h"
 
 #define CFG_MAX_BYTES (4 * 1024 * 1024)
 #define NAME_MAX_LEN 260 /* Azure: hybrid connection names up to 260 characters */
@@ -47,8 +48,10 @@ static int parse_rules(const cJSON *arr, sas_rule **out, size_t *n, const char *
     }
     size_t cnt = (size_t)cJSON_GetArraySize(arr);
     sas_rule *r = calloc(cnt ? cnt : 1, sizeof *r);
-    if (!r)
+    if (!r) {
+        snprintf(err, 256, "%s: out of memory", where);
         return -1;
+    }
     size_t i = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, arr) {
@@ -82,6 +85,11 @@ static int parse_rules(const cJSON *arr, sas_rule **out, size_t *n, const char *
         r[i].name = strdup(name->valuestring);
         r[i].key = strdup(key->valuestring);
         r[i].rights = bits;
+        if (!r[i].name || !r[i].key) {
+            snprintf(err, 256, "%s: out of memory", where);
+            free_rules(r, i + 1);
+            return -1;
+        }
         i++;
     }
     *out = r;
@@ -108,8 +116,10 @@ int hubcfg_parse(const char *json, size_t n, hubcfg *cfg, char err[256])
     }
     size_t cnt = hcs ? (size_t)cJSON_GetArraySize(hcs) : 0;
     cfg->hcs = calloc(cnt ? cnt : 1, sizeof *cfg->hcs);
-    if (!cfg->hcs)
+    if (!cfg->hcs) {
+        snprintf(err, 256, "hybridConnections: out of memory");
         goto fail;
+    }
     const cJSON *it;
     cJSON_ArrayForEach(it, hcs) {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(it, "name");
@@ -123,8 +133,11 @@ int hubcfg_parse(const char *json, size_t n, hubcfg *cfg, char err[256])
         if (parse_rules(cJSON_GetObjectItemCaseSensitive(it, "rules"), &h->rules, &h->nrules, name->valuestring,
                         err) < 0)
             goto fail;
-        h->name = strdup(name->valuestring);
-        cfg->n_hcs++;
+        cfg->n_hcs++; /* counted first, so that hubcfg_free takes its rules on failure */
+        if (!(h->name = strdup(name->valuestring))) {
+            snprintf(err, 256, "hybridConnections: out of memory");
+            goto fail;
+        }
     }
     cJSON_Delete(root);
     return 0;
@@ -145,8 +158,11 @@ int hubcfg_load(const char *path, hubcfg *cfg, char err[256])
     size_t n = buf ? fread(buf, 1, CFG_MAX_BYTES + 1, f) : 0;
     fclose(f);
     if (!buf || n > CFG_MAX_BYTES) {
+        if (buf)
+            snprintf(err, 256, "config %s is larger than %d bytes", path, CFG_MAX_BYTES);
+        else
+            snprintf(err, 256, "out of memory reading config %s", path);
         free(buf);
-        snprintf(err, 256, "config %s is larger than %d bytes", path, CFG_MAX_BYTES);
         return -1;
     }
     int rc = hubcfg_parse(buf, n, cfg, err);
@@ -162,6 +178,7 @@ int hubcfg_write_dev(const char *path, const char *const *hc_names, char err[256
         snprintf(err, 256, "no randomness");
         return -1;
     }
+    unsigned mark = json_failures(); /* a file missing its rule would start a keyless relay */
     cJSON *root = cJSON_CreateObject();
     cJSON *ns = cJSON_AddArrayToObject(root, "namespaceRules");
     cJSON *rule = cJSON_CreateObject();
@@ -169,14 +186,16 @@ int hubcfg_write_dev(const char *path, const char *const *hc_names, char err[256
     cJSON_AddStringToObject(rule, "key", key);
     const char *rights[] = {"Listen", "Send", "Manage"};
     cJSON_AddItemToObject(rule, "rights", cJSON_CreateStringArray(rights, 3));
-    cJSON_AddItemToArray(ns, rule);
+    if (!cJSON_AddItemToArray(ns, rule))
+        cJSON_Delete(rule);
     cJSON *hcs = cJSON_AddArrayToObject(root, "hybridConnections");
     for (; hc_names && *hc_names; hc_names++) {
         cJSON *h = cJSON_CreateObject();
         cJSON_AddStringToObject(h, "name", *hc_names);
-        cJSON_AddItemToArray(hcs, h);
+        if (!cJSON_AddItemToArray(hcs, h))
+            cJSON_Delete(h);
     }
-    char *text = cJSON_Print(root);
+    char *text = json_print(root, mark, 1);
     cJSON_Delete(root);
     int fd = text ? open(path, O_WRONLY | O_CREAT | O_EXCL, 0600) : -1;
     int ok = fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text) && fsync(fd) == 0;

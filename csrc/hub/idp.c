@@ -15,6 +15,7 @@
 
 #include "cert.h"
 #include "enc.h"
+#include "json.h"
 #include "log.h"
 
 #define DIRECTORY_MAX (16 << 20) /* a directory with thousands of group ids */
@@ -40,10 +41,15 @@ struct idp {
     jwt_keyset ext_ks;
 };
 
-static char *dupstr(const cJSON *o, const char *name)
+/* A copy of o[name] when it is a string, else NULL; sets *oom when the
+ * string is there but could not be copied. */
+static char *dupstr(const cJSON *o, const char *name, int *oom)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
+    char *s = cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
+    if (cJSON_IsString(v) && !s)
+        *oom = 1;
+    return s;
 }
 
 static char *read_all(const char *path, size_t max, size_t *n, char err[256])
@@ -57,7 +63,10 @@ static char *read_all(const char *path, size_t max, size_t *n, char err[256])
     size_t got = buf ? fread(buf, 1, max + 1, f) : 0;
     fclose(f);
     if (!buf || got > max) {
-        snprintf(err, 256, "%s is larger than %zu bytes", path, max);
+        if (buf)
+            snprintf(err, 256, "%s is larger than %zu bytes", path, max);
+        else
+            snprintf(err, 256, "out of memory reading %s", path);
         free(buf);
         return NULL;
     }
@@ -97,42 +106,64 @@ static int load_directory(idp_t *p, const char *path, char err[256])
     p->principals = calloc(np + 1, sizeof *p->principals);
     p->owners = calloc(no + 1, sizeof *p->owners);
     const cJSON *it;
-    int bad = !p->subs || !p->principals || !p->owners;
-    if (!bad)
+    /* A directory read in part would hold principals without their
+     * groups or owners: out of memory fails the whole load. */
+    int oom = !p->subs || !p->principals || !p->owners, bad = 0;
+    if (!oom)
         cJSON_ArrayForEach(it, subs) {
             idp_subscription *s = &p->subs[p->nsubs];
-            s->id = dupstr(it, "subscriptionId");
-            s->display_name = dupstr(it, "displayName");
-            if (!s->id) {
+            s->id = dupstr(it, "subscriptionId", &oom);
+            s->display_name = dupstr(it, "displayName", &oom);
+            p->nsubs++; /* counted first, so that idp_free takes what was copied */
+            if (oom || !s->id) {
                 bad = 1;
                 break;
             }
-            p->nsubs++;
         }
-    if (!bad)
+    if (!bad && !oom)
         cJSON_ArrayForEach(it, prs) {
             idp_principal *r = &p->principals[p->nprincipals];
-            r->name = dupstr(it, "name");
-            r->type = dupstr(it, "type");
-            r->object_id = dupstr(it, "objectId");
-            r->app_id = dupstr(it, "appId");
-            r->secret = dupstr(it, "secret");
-            r->password = dupstr(it, "password");
+            r->name = dupstr(it, "name", &oom);
+            r->type = dupstr(it, "type", &oom);
+            r->object_id = dupstr(it, "objectId", &oom);
+            r->app_id = dupstr(it, "appId", &oom);
+            r->secret = dupstr(it, "secret", &oom);
+            r->password = dupstr(it, "password", &oom);
             p->nprincipals++;
-            if (!r->name || !r->object_id) {
+            if (!oom && (!r->name || !r->object_id))
                 bad = 1;
-                break;
-            }
-            if (!r->type)
-                r->type = strdup("User");
+            if (!oom && !bad && !r->type && !(r->type = strdup("User")))
+                oom = 1;
             const cJSON *gs = cJSON_GetObjectItemCaseSensitive(it, "groups"), *g;
             size_t ng = cJSON_IsArray(gs) ? (size_t)cJSON_GetArraySize(gs) : 0;
-            r->groups = calloc(ng + 1, sizeof *r->groups);
-            cJSON_ArrayForEach(g, gs) if (cJSON_IsString(g)) r->groups[r->ngroups++] = strdup(g->valuestring);
+            if (!oom && !bad && !(r->groups = calloc(ng + 1, sizeof *r->groups)))
+                oom = 1;
+            if (!oom && !bad)
+                cJSON_ArrayForEach(g, gs) if (cJSON_IsString(g))
+                {
+                    if (!(r->groups[r->ngroups] = strdup(g->valuestring))) {
+                        oom = 1;
+                        break;
+                    }
+                    r->ngroups++;
+                }
+            if (oom || bad)
+                break;
         }
-    if (!bad)
-        cJSON_ArrayForEach(it, owners) if (cJSON_IsString(it)) p->owners[p->nowners++] = strdup(it->valuestring);
+    if (!bad && !oom)
+        cJSON_ArrayForEach(it, owners) if (cJSON_IsString(it))
+        {
+            if (!(p->owners[p->nowners] = strdup(it->valuestring))) {
+                oom = 1;
+                break;
+            }
+            p->nowners++;
+        }
     cJSON_Delete(root);
+    if (oom) {
+        snprintf(err, 256, "out of memory reading %s", path);
+        return -1;
+    }
     if (bad) {
         snprintf(err, 256, "%s: each subscription needs \"subscriptionId\", each principal \"name\" and \"objectId\"",
                  path);
@@ -268,6 +299,7 @@ static int secret_eq(const char *have, const char *given)
 char *idp_mint(const idp_t *p, const idp_principal *who, const char *aud, int ttl, int64_t *expires_on)
 {
     int64_t now = (int64_t)time(NULL);
+    unsigned mark = json_failures(); /* never sign claims that lost one (groups, the overage marker) */
     cJSON *c = cJSON_CreateObject();
     cJSON_AddStringToObject(c, "aud", aud);
     cJSON_AddStringToObject(c, "iss", p->issuer);
@@ -301,7 +333,7 @@ char *idp_mint(const idp_t *p, const idp_principal *who, const char *aud, int tt
         for (size_t i = 0; i < who->ngroups; i++)
             cJSON_AddItemToArray(g, cJSON_CreateString(who->groups[i]));
     }
-    char *payload = cJSON_PrintUnformatted(c);
+    char *payload = json_print(c, mark, 0);
     cJSON_Delete(c);
     if (!payload)
         return NULL;
@@ -415,6 +447,7 @@ static void token_answer(const idp_t *p, api_resp *resp, const idp_principal *wh
         cJSON_AddNumberToObject(o, "ext_expires_in", 3600);
         if (client_id && strcmp(who->type, "User") == 0) {
             /* MSAL builds the signed-in account from an id_token. */
+            unsigned mark = json_failures();
             cJSON *c = cJSON_CreateObject();
             int64_t now = (int64_t)time(NULL);
             cJSON_AddStringToObject(c, "aud", client_id);
@@ -426,7 +459,7 @@ static void token_answer(const idp_t *p, api_resp *resp, const idp_principal *wh
             cJSON_AddStringToObject(c, "tid", p->tenant);
             cJSON_AddStringToObject(c, "upn", who->name);
             cJSON_AddStringToObject(c, "unique_name", who->name);
-            char *pl = cJSON_PrintUnformatted(c);
+            char *pl = json_print(c, mark, 0);
             cJSON_Delete(c);
             char idt[4096];
             if (pl && jwt_sign_rs256(p->key, p->kid, pl, idt, sizeof idt) > 0)
@@ -643,7 +676,11 @@ int idp_route(void *ud, const api_req *req, api_resp *resp)
         return 1;
     }
     if (path_is(req, "/adfs/discovery/keys")) {
-        api_json(resp, 200, strdup(p->jwks));
+        char *keys = strdup(p->jwks);
+        if (keys)
+            api_json(resp, 200, keys);
+        else
+            api_error(resp, 503, "ServiceUnavailable", "Out of memory; retry.");
         return 1;
     }
     if (path_is(req, "/msi/token") && api_method(req, "GET")) {
@@ -674,6 +711,7 @@ int idp_write_dev_directory(const char *path, char err[256])
         snprintf(err, 256, "no randomness");
         return -1;
     }
+    unsigned mark = json_failures(); /* a directory missing its owner or admin is not written */
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "tenantId", tenant);
     cJSON *subs = cJSON_AddArrayToObject(o, "subscriptions");
@@ -691,8 +729,9 @@ int idp_write_dev_directory(const char *path, char err[256])
     cJSON_AddStringToObject(a, "objectId", oid);
     cJSON_AddStringToObject(a, "appId", app);
     cJSON_AddStringToObject(a, "secret", secret);
-    cJSON_AddItemToArray(prs, a);
-    char *text = cJSON_Print(o);
+    if (!cJSON_AddItemToArray(prs, a))
+        cJSON_Delete(a);
+    char *text = json_print(o, mark, 1);
     cJSON_Delete(o);
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);

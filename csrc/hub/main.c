@@ -15,6 +15,7 @@
 #include "hub.h"
 #include "hubcfg.h"
 #include "idp.h"
+#include "json.h"
 #include "log.h"
 #include "relay.h"
 #include "store.h"
@@ -94,27 +95,6 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
     return 0;
 }
 
-static int split_addr(const char *a, char *host, size_t cap, int *port)
-{
-    const char *colon = strrchr(a, ':');
-    if (!colon)
-        return -1;
-    size_t hl = (size_t)(colon - a);
-    if (hl >= 2 && a[0] == '[' && a[hl - 1] == ']') {
-        a++;
-        hl -= 2;
-    }
-    if (hl == 0 || hl >= cap)
-        return -1;
-    memcpy(host, a, hl);
-    host[hl] = '\0';
-    unsigned p;
-    if (parse_uint(colon + 1, 65535, &p) < 0)
-        return -1;
-    *port = (int)p;
-    return 0;
-}
-
 /* Creates DIR/{ca.pem,ca.key,server.pem,server.key,config.json} where
  * missing, so a restart keeps the same CA and keys. */
 static int prepare_dev(const char *dir, char *cert, char *key, char *cfg, size_t cap)
@@ -171,6 +151,7 @@ int main(int argc, char **argv)
     const char *trust_iss = NULL, *trust_aud = NULL, *trust_jwks = NULL;
     relay_opts ro = relay_default_opts;
     unsigned v;
+    json_init(NULL); /* before any cJSON use: trees that lost a member are refused */
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -191,8 +172,9 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--listen")) {
             NEED_VAL();
-            if (split_addr(val, host, sizeof host, &port) < 0) {
-                fprintf(stderr, "arc-hub: --listen wants ADDR:PORT, e.g. 0.0.0.0:443 or [::]:443\n");
+            char aerr[128];
+            if (conn_parse_addr(val, host, sizeof host, &port, aerr) < 0) {
+                fprintf(stderr, "arc-hub: --listen: %s\n", aerr);
                 return 2;
             }
         } else if (!strcmp(a, "--cert")) {

@@ -20,6 +20,7 @@
 
 #include "enc.h"
 #include "hub.h"
+#include "json.h"
 #include "log.h"
 #include "ws.h"
 
@@ -145,17 +146,6 @@ struct relay {
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static sas_rule *copy_rules(const sas_rule *src, size_t n)
-{
-    sas_rule *r = calloc(n ? n : 1, sizeof *r);
-    for (size_t i = 0; r && i < n; i++) {
-        r[i].name = strdup(src[i].name);
-        r[i].key = strdup(src[i].key);
-        r[i].rights = src[i].rights;
-    }
-    return r;
-}
-
 static void free_rules(sas_rule *r, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -165,6 +155,24 @@ static void free_rules(sas_rule *r, size_t n)
     free(r);
 }
 
+/* A deep copy, or NULL when memory ran out (nothing is kept). */
+static sas_rule *copy_rules(const sas_rule *src, size_t n)
+{
+    sas_rule *r = calloc(n ? n : 1, sizeof *r);
+    for (size_t i = 0; r && i < n; i++) {
+        r[i].name = strdup(src[i].name);
+        r[i].key = strdup(src[i].key);
+        r[i].rights = src[i].rights;
+        if (!r[i].name || !r[i].key) {
+            free_rules(r, i + 1);
+            return NULL;
+        }
+    }
+    return r;
+}
+
+/* One unmasked frame, header and payload queued as a unit: on failure
+ * (see conn_write2) nothing of the frame was queued. */
 static int send_frame(conn_t *c, int opcode, const void *p, size_t n)
 {
     uint8_t h[14];
@@ -172,11 +180,14 @@ static int send_frame(conn_t *c, int opcode, const void *p, size_t n)
     return conn_write2(c, h, hl, p, n);
 }
 
+/* Best effort: every caller closes the connection right after, so a close
+ * frame that cannot be queued only means that the peer sees the
+ * connection end without it. */
 static void send_close(conn_t *c, int code, const char *reason)
 {
     uint8_t p[125];
     size_t n = ws_close_payload(p, code, reason);
-    send_frame(c, WS_OP_CLOSE, p, n);
+    (void)send_frame(c, WS_OP_CLOSE, p, n);
 }
 
 static void reject(relay_t *r, conn_t *c, enum reject_reason why, int status, const char *desc,
@@ -280,7 +291,10 @@ static int on_control_message(void *ud, int opcode, const uint8_t *data, size_t 
     listener *l = ud;
     switch (opcode) {
     case WS_OP_PING:
-        send_frame(l->c, WS_OP_PONG, data, len);
+        if (send_frame(l->c, WS_OP_PONG, data, len) < 0) {
+            listener_close(l, 0, "cannot write to the control channel");
+            return 1;
+        }
         return 0;
     case WS_OP_PONG:
         l->awaiting_pong = 0;
@@ -409,7 +423,7 @@ static void splice_abort(splice_end *from, int code_from, int code_to, const cha
 {
     splice_end *to = other(from);
     if (from->c) {
-        if (code_from)
+        if (code_from && !mid_frame(to))
             send_close(from->c, code_from, why);
         conn_close(from->c, 1);
     }
@@ -418,6 +432,22 @@ static void splice_abort(splice_end *from, int code_from, int code_to, const cha
             send_close(to->c, code_to, "peer left");
         conn_close(to->c, 1);
     }
+}
+
+/* A write from `from` towards the other side failed: its queue passed
+ * out_max, memory ran out, or the socket or TLS broke (conn_write2).
+ * Part of a frame may be lost, so the other side's frame stream is cut and
+ * cannot go on: it is dropped at once, without a close frame that would
+ * land inside the cut frame, which also frees its queue now rather than
+ * after a flush it cannot use. `from` is told in a close frame and closed
+ * gracefully, as when a peer leaves. */
+static void splice_write_failed(splice_end *from, int rc)
+{
+    splice_end *to = other(from);
+    log_kv(LOG_WARN, "stream.write_failed", "id", from->s->id, "side", to == &to->s->a ? "sender" : "listener",
+           "error", conn_error(to->c, rc), NULL);
+    conn_close(to->c, 0);
+    splice_abort(from, WS_CLOSE_GOING_AWAY, 0, "peer unreachable");
 }
 
 static size_t splice_on_data(conn_t *c, uint8_t *data, size_t len)
@@ -470,7 +500,11 @@ static size_t splice_on_data(conn_t *c, uint8_t *data, size_t len)
                 splice_abort(e, WS_CLOSE_BAD_DATA, WS_CLOSE_GOING_AWAY, "invalid UTF-8");
                 return len;
             }
-            conn_write2(o->c, e->hdr, e->hdr_len, ev.data, ev.len);
+            int wrc = conn_write2(o->c, e->hdr, e->hdr_len, ev.data, ev.len);
+            if (wrc < 0) {
+                splice_write_failed(e, wrc);
+                return len;
+            }
             e->hdr_len = 0;
             *counter += ev.len;
             continue;
@@ -479,7 +513,11 @@ static size_t splice_on_data(conn_t *c, uint8_t *data, size_t len)
         if (f->opcode >= 8) {
             uint8_t h[14];
             size_t hl = ws_header(h, 1, f->opcode, e->ctl_len, NULL);
-            conn_write2(o->c, h, hl, e->ctl, e->ctl_len);
+            int wrc = conn_write2(o->c, h, hl, e->ctl, e->ctl_len);
+            if (wrc < 0) {
+                splice_write_failed(e, wrc);
+                return len;
+            }
             if (f->opcode == WS_OP_CLOSE) {
                 e->got_close = 1;
                 if (o->got_close) {
@@ -492,7 +530,11 @@ static size_t splice_on_data(conn_t *c, uint8_t *data, size_t len)
             continue;
         }
         if (e->hdr_len) { /* empty frame */
-            conn_write(o->c, e->hdr, e->hdr_len);
+            int wrc = conn_write(o->c, e->hdr, e->hdr_len);
+            if (wrc < 0) {
+                splice_write_failed(e, wrc);
+                return len;
+            }
             e->hdr_len = 0;
         }
         if (f->fin && e->in_text && ws_utf8_done(&e->utf8) < 0) {
@@ -587,14 +629,15 @@ static const conn_cbs pending_cbs = {
 
 /* ---- upgrade handling -------------------------------------------------- */
 
-static void write_101(conn_t *c, const char *accept, const char *proto)
+/* 0, or conn_write's error (nothing was queued). */
+static int write_101(conn_t *c, const char *accept, const char *proto)
 {
     char resp[256];
     int n = snprintf(resp, sizeof resp,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
                      accept, proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "", proto ? "\r\n" : "");
-    conn_write(c, resp, (size_t)n);
+    return conn_write(c, resp, (size_t)n);
 }
 
 static int slice_to(url_slice s, char *out, size_t cap)
@@ -685,6 +728,15 @@ static void do_listen(relay_t *r, conn_t *c, const http_request *req, const char
         hub_reply(c, 503, NULL, "text/plain", "out of memory\n");
         return;
     }
+    int wrc = write_101(c, key, NULL);
+    if (wrc < 0) {
+        /* A connection that cannot take the 101 cannot take a reply. */
+        log_kv(LOG_WARN, "listener.write_failed", "entity", hc->name, "remote", conn_peer(c), "error",
+               conn_error(c, wrc), NULL);
+        free(l);
+        conn_close(c, 0);
+        return;
+    }
     l->r = r;
     l->c = c;
     l->hc = hc;
@@ -709,7 +761,6 @@ static void do_listen(relay_t *r, conn_t *c, const http_request *req, const char
     (void)req;
     conn_set_data(c, l);
     conn_set_cbs(c, &listener_cbs);
-    write_101(c, key, NULL);
     char cnt[16];
     snprintf(cnt, sizeof cnt, "%d", hc->nlisteners);
     log_kv(LOG_INFO, "listener.open", "id", l->id, "entity", hc->name, "remote", conn_peer(c), "listeners", cnt,
@@ -789,7 +840,9 @@ static void do_connect(relay_t *r, conn_t *c, const http_request *req, const cha
 
     /* The accept message: connectHeaders are the sender's headers minus
      * credentials; values that are not UTF-8 cannot travel in JSON text
-     * and are dropped. */
+     * and are dropped. A message that lost a member to a failed
+     * allocation is not sent (json_print). */
+    unsigned mark = json_failures();
     cJSON *msg = cJSON_CreateObject();
     cJSON *acc = cJSON_AddObjectToObject(msg, "accept");
     char addr[1024];
@@ -821,7 +874,7 @@ static void do_connect(relay_t *r, conn_t *c, const http_request *req, const cha
     cJSON *ep = cJSON_AddObjectToObject(acc, "remoteEndpoint");
     cJSON_AddStringToObject(ep, "address", conn_peer_ip(c));
     cJSON_AddNumberToObject(ep, "port", conn_peer_port(c));
-    char *text = cJSON_PrintUnformatted(msg);
+    char *text = json_print(msg, mark, 0);
     cJSON_Delete(msg);
     if (!text || send_frame(l->c, WS_OP_TEXT, text, strlen(text)) < 0) {
         free(text);
@@ -889,6 +942,20 @@ static void do_accept(relay_t *r, conn_t *c, const http_request *req, const char
         hub_reply(sender, 503, NULL, "text/plain", "out of memory\n");
         return;
     }
+    char proto[128], sender_accept[29];
+    int has_proto = header_to(req, "Sec-WebSocket-Protocol", proto, sizeof proto) == 0;
+    ws_accept_key(p->key, strlen(p->key), sender_accept);
+    int wrc = write_101(c, key, has_proto ? proto : NULL);
+    if (wrc < 0) {
+        /* The listener's end cannot take its 101, nor a reply; the sender
+         * hears what do_connect says when the listener is unreachable. */
+        log_kv(LOG_WARN, "stream.write_failed", "id", p->id, "side", "listener", "error", conn_error(c, wrc), NULL);
+        free(s);
+        conn_t *sender = pending_detach(p);
+        conn_close(c, 0);
+        hub_reply(sender, 503, "The listener could not be reached; retry.", "text/plain", "listener unreachable\n");
+        return;
+    }
     pending_unlink(p);
     conn_t *sender = p->sender;
     listener *l = p->l;
@@ -909,12 +976,7 @@ static void do_accept(relay_t *r, conn_t *c, const http_request *req, const char
     r->nsplices++;
     r->conns_total++;
 
-    char proto[128];
-    int has_proto = header_to(req, "Sec-WebSocket-Protocol", proto, sizeof proto) == 0;
-    char sender_accept[29];
-    ws_accept_key(p->key, strlen(p->key), sender_accept);
-    write_101(c, key, has_proto ? proto : NULL);
-    write_101(sender, sender_accept, has_proto ? proto : NULL);
+    wrc = write_101(sender, sender_accept, has_proto ? proto : NULL);
     conn_set_data(c, &s->b);
     conn_set_cbs(c, &splice_cbs);
     conn_set_data(sender, &s->a);
@@ -926,6 +988,12 @@ static void do_accept(relay_t *r, conn_t *c, const http_request *req, const char
     free(p);
     log_kv(LOG_INFO, "stream.open", "id", s->id, "entity", s->hc, "sender", conn_peer(sender), "listener",
            conn_peer(c), NULL);
+    if (wrc < 0) {
+        /* The sender cannot take its 101: the stream cannot start. The
+         * listener's end, a WebSocket by now, is told and closed. */
+        splice_write_failed(&s->b, wrc);
+        return;
+    }
     conn_resume(sender); /* frames the sender sent early flow now */
 }
 
@@ -1080,7 +1148,10 @@ void relay_tick(relay_t *r, uint64_t now)
                 continue;
             }
             if (!l->awaiting_pong && now - l->last_seen >= r->o.ping_interval_ms) {
-                send_frame(l->c, WS_OP_PING, "hc", 2);
+                if (send_frame(l->c, WS_OP_PING, "hc", 2) < 0) {
+                    listener_close(l, 0, "cannot write to the control channel");
+                    continue;
+                }
                 l->awaiting_pong = 1;
                 l->ping_sent = now;
             }

@@ -11,6 +11,7 @@
 
 struct store {
     sqlite3 *db;
+    int copy_failed; /* the last store_get's callback refused its row */
 };
 
 static const char schema_v1[] =
@@ -96,7 +97,7 @@ void store_close(store_t *s)
 
 const char *store_error(store_t *s)
 {
-    return sqlite3_errmsg(s->db);
+    return s->copy_failed ? "out of memory copying a row" : sqlite3_errmsg(s->db);
 }
 
 static void bind_text(sqlite3_stmt *st, int i, const char *v)
@@ -146,9 +147,10 @@ int store_get(store_t *s, const char *id, store_cb cb, void *ud)
         return -1;
     bind_text(st, 1, id);
     int rc = sqlite3_step(st), out = -1;
+    s->copy_failed = 0;
     if (rc == SQLITE_ROW) {
-        emit(st, cb, ud);
-        out = 1;
+        s->copy_failed = emit(st, cb, ud) != 0;
+        out = s->copy_failed ? -1 : 1;
     } else if (rc == SQLITE_DONE) {
         out = 0;
     }

@@ -36,7 +36,8 @@ void store_close(store_t *s);
 /* Inserts or replaces row->id. Returns 0 or -1. */
 int store_put(store_t *s, const store_row *row);
 /* Calls cb with the row (valid during the call). Returns 1 found, 0 not
- * found, -1 error. */
+ * found, -1 error, also when cb returns non-zero (it could not copy the
+ * row; store_error then says so). */
 typedef int (*store_cb)(void *ud, const store_row *row);
 int store_get(store_t *s, const char *id, store_cb cb, void *ud);
 /* Returns 1 deleted, 0 not found, -1 error. Deleting also removes rows

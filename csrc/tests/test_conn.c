@@ -241,6 +241,77 @@ static void tls_name_mismatch(void)
     CHECK(fail_closed);
 }
 
+/* ---- listening on bad addresses ------------------------------------------ */
+
+/* The handle starts zeroed, as in the daemons' calloc'd structs: closing
+ * it after a failed conn_listen used to hit libuv's "uv_close: Assertion
+ * '0' failed" because the failure came before uv_tcp_init. */
+static void listen_bad_host(void)
+{
+    static const char *bad[] = {"localhost", "999.1.1.1", "", "127.0.0.1:80"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        static uv_tcp_t h;
+        char err[128] = "";
+        memset(&h, 0, sizeof h);
+        CHECK(conn_listen(loop, &h, bad[i], 8443, on_conn, err) < 0);
+        CHECK(strstr(err, "invalid listen address") != NULL);
+        CHECK(strstr(err, "IP address") != NULL);
+        uv_close((uv_handle_t *)&h, NULL); /* the contract: always closable */
+        uv_run(loop, UV_RUN_DEFAULT);
+    }
+}
+
+static void listen_port_in_use(void)
+{
+    char err[128];
+    uv_tcp_t a, b;
+    memset(&b, 0, sizeof b);
+    CHECK_EQ(conn_listen(loop, &a, "127.0.0.1", 0, on_conn, err), 0);
+    CHECK_EQ(conn_listen(loop, &b, "127.0.0.1", conn_bound_port(&a), on_conn, err), UV_EADDRINUSE);
+    CHECK(strstr(err, "cannot listen on 127.0.0.1:") != NULL);
+    uv_close((uv_handle_t *)&a, NULL);
+    uv_close((uv_handle_t *)&b, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+}
+
+static void parse_addr(void)
+{
+    char host[64], err[128];
+    int port = -1;
+    CHECK_EQ(conn_parse_addr("127.0.0.1:8443", host, sizeof host, &port, err), 0);
+    CHECK_STR(host, "127.0.0.1");
+    CHECK_EQ(port, 8443);
+    CHECK_EQ(conn_parse_addr("[::1]:0", host, sizeof host, &port, err), 0);
+    CHECK_STR(host, "::1");
+    CHECK_EQ(port, 0);
+    CHECK_EQ(conn_parse_addr("0.0.0.0:65535", host, sizeof host, &port, err), 0);
+    CHECK_EQ(port, 65535);
+
+    port = 7;
+    CHECK_EQ(conn_parse_addr("localhost:8443", host, sizeof host, &port, err), -1);
+    CHECK_STR(err, "'localhost:8443' is not an IP address and port (host names are not resolved); "
+                   "use e.g. 127.0.0.1:8443");
+    CHECK_EQ(port, 7); /* untouched on failure */
+    CHECK_EQ(conn_parse_addr("999.1.1.1:1", host, sizeof host, &port, err), -1);
+    CHECK_STR(err, "'999.1.1.1:1' is not an IP address and port; use e.g. 127.0.0.1:1");
+    CHECK_EQ(conn_parse_addr("[fe80::zz]:80", host, sizeof host, &port, err), -1);
+    CHECK_STR(err, "'[fe80::zz]:80' is not an IP address and port; use e.g. 127.0.0.1:80");
+    static const char *no_port[] = {"127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1: 80",
+                                    "127.0.0.1:80x", "127.0.0.1:99999999999999999999"};
+    for (size_t i = 0; i < sizeof no_port / sizeof *no_port; i++) {
+        CHECK_EQ(conn_parse_addr(no_port[i], host, sizeof host, &port, err), -1);
+        CHECK(strstr(err, "has no port in 0..65535") != NULL);
+    }
+    static const char *no_addr[] = {"127.0.0.1", ":80", "[]:80", ""};
+    for (size_t i = 0; i < sizeof no_addr / sizeof *no_addr; i++) {
+        CHECK_EQ(conn_parse_addr(no_addr[i], host, sizeof host, &port, err), -1);
+        CHECK(strstr(err, "is not an IP address and port; use e.g. 127.0.0.1:8443") != NULL);
+    }
+    /* A host longer than the caller's buffer is refused, not cut. */
+    char small[4];
+    CHECK_EQ(conn_parse_addr("10.0.0.1:80", small, sizeof small, &port, err), -1);
+}
+
 int main(void)
 {
     TEST(setup);
@@ -248,6 +319,9 @@ int main(void)
     TEST(stalled_reader_is_closed);
     TEST(refused_port);
     TEST(tls_name_mismatch);
+    TEST(listen_bad_host);
+    TEST(listen_port_in_use);
+    TEST(parse_addr);
     tls_ctx_free(srv_tls);
     tls_ctx_free(cli_tls);
     unlink(ca_file);

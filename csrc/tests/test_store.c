@@ -14,6 +14,12 @@ static int copy_body(void *ud, const store_row *r)
     return 0;
 }
 
+static int refuse_row(void *ud, const store_row *r)
+{
+    (void)ud, (void)r;
+    return -1; /* as a copier does when memory runs out */
+}
+
 static int count_rows(void *ud, const store_row *r)
 {
     (void)r;
@@ -63,6 +69,11 @@ static void roundtrip(void)
     CHECK_EQ(store_delete(s, c.id), 0);
     CHECK_EQ(store_get(s, "/ra/1", NULL, NULL), 0);
     CHECK_EQ(store_list(s, "cc", NULL, NULL, NULL, NULL), 1);
+    /* A row the callback could not copy is an error, not "found". */
+    CHECK_EQ(store_get(s, c2.id, refuse_row, NULL), -1);
+    CHECK_STR(store_error(s), "out of memory copying a row");
+    CHECK_EQ(store_get(s, c2.id, copy_body, got), 1);
+    CHECK(strcmp(store_error(s), "out of memory copying a row") != 0);
     store_close(s);
 }
 

@@ -2,15 +2,19 @@
 protocol's status and close codes, rendezvous rules, bad input, and a peer
 that stops reading. Microsoft's own clients are in test_interop.py."""
 import json
+import os
+import shutil
 import socket
 import ssl
 import struct
+import subprocess
+import tempfile
 import time
 import urllib.parse
 
 import pytest
 
-from conftest import LISTEN_KEY, SEND_KEY
+from conftest import BUILD, LISTEN_KEY, SEND_KEY
 from wsclient import Closed, connect, read_accept
 
 ARC = "microsoft.kubernetes/connectedclusters/abc/def"
@@ -362,3 +366,57 @@ def test_failed_listen_storm_is_rate_limited(hub):
     assert statuses[0] == 401
     assert statuses[-1] == 429
     # A correct listener from elsewhere would still be served; from here we wait out the window.
+
+
+# ---- listen addresses on the command line ----------------------------------
+
+HUB_BIN = os.path.join(BUILD, "bin", "arc-hub")
+AGENT_BIN = os.path.join(BUILD, "bin", "clusterconnect-agent")
+
+
+def run(*argv, env=None):
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env)
+    out = r.stdout + r.stderr
+    assert "Assertion" not in out and r.returncode >= 0, (r.returncode, out)  # no libuv abort
+    return r.returncode, out
+
+
+@pytest.mark.parametrize("value,message", [
+    ("localhost:8443", "'localhost:8443' is not an IP address and port (host names are not resolved); "
+                       "use e.g. 127.0.0.1:8443"),
+    ("999.1.1.1:1", "'999.1.1.1:1' is not an IP address and port; use e.g. 127.0.0.1:1"),
+    ("127.0.0.1", "'127.0.0.1' is not an IP address and port; use e.g. 127.0.0.1:8443 or [::1]:8443"),
+    ("127.0.0.1:65536", "'127.0.0.1:65536' has no port in 0..65535; use e.g. 127.0.0.1:8443"),
+])
+@pytest.mark.parametrize("binary,flag", [(HUB_BIN, "--listen"), (AGENT_BIN, "--health-listen")])
+def test_bad_listen_address_is_a_usage_error(binary, flag, value, message):
+    code, out = run(binary, flag, value)
+    assert code == 2, out
+    assert out == "%s: %s: %s\n" % (os.path.basename(binary), flag, message)
+
+
+def test_listen_address_in_use_fails_cleanly(hub):
+    """A bind failure after the handle exists: each daemon closes it (the
+    conn_listen contract) and exits 1 with the address and the reason."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    d = tempfile.mkdtemp(prefix="ck-listen-")
+    try:
+        code, out = run(HUB_BIN, "--dev", d, "--listen", "127.0.0.1:%d" % port)
+        assert code == 1, out
+        assert "arc-hub: cannot listen on 127.0.0.1:%d: address already in use\n" % port in out
+        token = os.path.join(d, "token")
+        with open(token, "w") as f:
+            f.write("agent-token")
+        code, out = run(AGENT_BIN, "--relay", hub.url(), "--hybrid-connection", "hyco", "--key-name", "root",
+                        "--apiserver", "https://127.0.0.1:1", "--apiserver-ca", hub.ca, "--relay-ca", hub.ca,
+                        "--token-file", token, "--health-listen", "127.0.0.1:%d" % port,
+                        env=dict(os.environ, CK_RELAY_KEY="unused-key"))
+        assert code == 1, out
+        assert out == ("clusterconnect-agent: --health-listen: cannot listen on 127.0.0.1:%d: "
+                       "address already in use\n" % port)
+    finally:
+        busy.close()
+        shutil.rmtree(d, ignore_errors=True)
