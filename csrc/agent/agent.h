@@ -11,11 +11,11 @@
 #include "tls.h"
 
 typedef struct agent_cfg {
-    const char *relay;      /* wss://host[:port] */
-    const char *hc;         /* hybrid connection name */
-    const char *key_name;   /* Listen SAS rule */
+    const char *relay;    /* wss://host[:port] */
+    const char *hc;       /* hybrid connection name */
+    const char *key_name; /* Listen SAS rule */
     const char *key;
-    unsigned token_ttl;     /* seconds a listen token lives; renewed 5 min (or 1/4) before */
+    unsigned token_ttl; /* seconds a listen token lives; renewed 5 min (or 1/4) before */
     int channels;
     unsigned ping_ms;
     const char *apiserver;  /* https://host:port */
@@ -23,7 +23,7 @@ typedef struct agent_cfg {
     const char *issuer;     /* trusted OIDC issuer (NULL: none) */
     const char *audience;
     const char *jwks_file;
-    const char *jwks_url;   /* fetched instead of jwks_file (jwks.c) */
+    const char *jwks_url;    /* fetched instead of jwks_file (jwks.c) */
     const char *groups_file; /* group source for tokens with a groups overage */
     /* Registered mode (az connectedk8s connect): the hub hands out the
      * relay, the hybrid connection, Listen tokens and feature switches. */

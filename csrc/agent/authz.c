@@ -79,8 +79,8 @@ void authz_attrs_of(const char *method, size_t ml, const char *target, size_t tl
         }
     }
     url_slice w;
-    int watch = url_query_get(query, "watch", &w) && (w.n == 0 || (w.n == 4 && !memcmp(w.p, "true", 4)) ||
-                                                        (w.n == 1 && w.p[0] == '1'));
+    int watch = url_query_get(query, "watch", &w) &&
+                (w.n == 0 || (w.n == 4 && !memcmp(w.p, "true", 4)) || (w.n == 1 && w.p[0] == '1'));
     const char *v = "get";
     if (http_eq(method, ml, "GET") || http_eq(method, ml, "HEAD"))
         v = out->non_resource ? "get" : watch ? "watch" : has_name ? "get" : "list";
@@ -159,7 +159,9 @@ struct hcli *authz_check(agent_t *a, const char *user, char **groups, size_t ngr
     free(jwt);
     const char *h[] = {auth, "Content-Type: application/json", NULL};
     hcli_opts ho = {.max_response = 16 * 1024, .timeout_ms = 10000};
-    hcli_t *r = body ? hcli_request(a->loop, url, a->hub_tls, "POST", h, body, strlen(body), &ho, on_answer, c) : NULL;
+    hcli_t *r = body
+                    ? hcli_request(a->loop, url, a->hub_tls, "POST", h, body, strlen(body), &ho, on_answer, c)
+                    : NULL;
     free(body);
     if (!r)
         free(c);

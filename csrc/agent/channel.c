@@ -125,11 +125,13 @@ static void dial(channel *ch)
     char tok[SAS_MAX_TOKEN], hdr[SAS_MAX_TOKEN + 32], url[2048];
     ch->token_exp = a->hub_mode ? a->hub_token_exp : (int64_t)time(NULL) + a->cfg.token_ttl;
     if (make_token(a, ch->token_exp, tok, sizeof tok) < 0) {
-        log_kv(LOG_ERROR, "channel.token", "error", "cannot build the listen token (name or key too long)", NULL);
+        log_kv(LOG_ERROR, "channel.token", "error", "cannot build the listen token (name or key too long)",
+               NULL);
         return;
     }
     snprintf(hdr, sizeof hdr, "ServiceBusAuthorization: %s", tok);
-    snprintf(url, sizeof url, "%s/$hc/%s?sb-hc-action=listen&sb-hc-id=agent-%d", a->cfg.relay, a->cfg.hc, ch->idx);
+    snprintf(url, sizeof url, "%s/$hc/%s?sb-hc-action=listen&sb-hc-id=agent-%d", a->cfg.relay, a->cfg.hc,
+             ch->idx);
     const char *hdrs[] = {hdr, NULL};
     wsc_opts o = {.stream = 0, .max_message = 64 * 1024};
     o.conn = conn_default_opts;

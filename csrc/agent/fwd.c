@@ -53,9 +53,9 @@ typedef struct fwd {
     wsc_t *ws;
     conn_t *up;
     int up_open;
-    buf_t in;     /* request stream from the caller, not yet settled */
-    framer fr;    /* decides what of `in` may reach the API server */
-    int waiting;  /* an asynchronous decision (JWKS, azure-rbac) holds the head */
+    buf_t in;    /* request stream from the caller, not yet settled */
+    framer fr;   /* decides what of `in` may reach the API server */
+    int waiting; /* an asynchronous decision (JWKS, azure-rbac) holds the head */
     int pumping, repump;
     int closing;
     /* azure-rbac: the hub's decision for the head at the front of `in` */
@@ -108,15 +108,16 @@ static int status_response(char *out, size_t cap, int code, const char *reason, 
     /* The message lands in a JSON string: keep it printable and unquoted. */
     size_t mi = 0;
     for (; msg_in[mi] && mi + 1 < sizeof message; mi++)
-        message[mi] = (msg_in[mi] == '"' || msg_in[mi] == '\\' || (unsigned char)msg_in[mi] < 0x20) ? ' ' : msg_in[mi];
+        message[mi] =
+            (msg_in[mi] == '"' || msg_in[mi] == '\\' || (unsigned char)msg_in[mi] < 0x20) ? ' ' : msg_in[mi];
     message[mi] = '\0';
     int bl = snprintf(body, sizeof body,
                       "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\","
                       "\"message\":\"%s\",\"reason\":\"%s\",\"code\":%d}",
                       message, reason, code);
     return snprintf(out, cap,
-                    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s", code,
-                    http_reason(code), bl, close ? "Connection: close\r\n" : "", body);
+                    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s",
+                    code, http_reason(code), bl, close ? "Connection: close\r\n" : "", body);
 }
 
 /* Refuses the head last shown by the framer (or, with close, the bad
@@ -228,9 +229,9 @@ static int forward_head(fwd *f, const http_request *req)
         for (size_t i = 0; i < req->nheaders; i++) {
             if (is_impersonate(&req->headers[i])) {
                 jwt_claims_free(&cl);
-                return refuse(f, 403, "Forbidden",
-                              "Forbidden: impersonation headers are not allowed on requests the agent impersonates",
-                              0);
+                return refuse(
+                    f, 403, "Forbidden",
+                    "Forbidden: impersonation headers are not allowed on requests the agent impersonates", 0);
             }
         }
         impersonate = 1;
@@ -247,8 +248,8 @@ static int forward_head(fwd *f, const http_request *req)
          * server must see the agent's credential and nothing else. */
         if (impersonate && http_eq(h->name, h->name_len, "Authorization"))
             continue;
-        bad = put(out, &o, h->name, h->name_len) || put(out, &o, ": ", 2) || put(out, &o, h->value, h->value_len) ||
-              put(out, &o, "\r\n", 2);
+        bad = put(out, &o, h->name, h->name_len) || put(out, &o, ": ", 2) ||
+              put(out, &o, h->value, h->value_len) || put(out, &o, "\r\n", 2);
     }
     const char *user = cl.oid[0] ? cl.oid : cl.sub;
     if (impersonate && a->azure_rbac && !f->authz_ready) {
@@ -257,7 +258,8 @@ static int forward_head(fwd *f, const http_request *req)
         f->check = authz_check(a, user, cl.groups, cl.ngroups, cl.groups_overage, &at, authz_done, f);
         jwt_claims_free(&cl);
         if (!f->check)
-            return refuse(f, 503, "ServiceUnavailable", "azure-rbac: cannot ask the hub for an access decision", 0);
+            return refuse(f, 503, "ServiceUnavailable",
+                          "azure-rbac: cannot ask the hub for an access decision", 0);
         return FH_PENDING;
     }
     if (impersonate && a->azure_rbac) {
@@ -272,12 +274,14 @@ static int forward_head(fwd *f, const http_request *req)
          * through the ClusterRole bound to this level's group
          * (deploy/agent/azure-rbac.yaml). */
         char line[200];
-        int n = snprintf(line, sizeof line, "Impersonate-Group: connectedk8s:azure-rbac:%s\r\n", f->authz_level);
+        int n =
+            snprintf(line, sizeof line, "Impersonate-Group: connectedk8s:azure-rbac:%s\r\n", f->authz_level);
         bad = put(out, &o, line, (size_t)n);
     }
     if (impersonate && !bad) {
         char line[9000];
-        int n = snprintf(line, sizeof line, "Authorization: Bearer %s\r\nImpersonate-User: %s\r\n", a->token, user);
+        int n = snprintf(line, sizeof line, "Authorization: Bearer %s\r\nImpersonate-User: %s\r\n", a->token,
+                         user);
         bad = n >= (int)sizeof line || put(out, &o, line, (size_t)n);
         for (size_t g = 0; g < cl.ngroups && !bad; g++) {
             n = snprintf(line, sizeof line, "Impersonate-Group: %s\r\n", cl.groups[g]);
@@ -290,7 +294,8 @@ static int forward_head(fwd *f, const http_request *req)
             int ng = agent_lookup_groups(a, user, &extra);
             if (ng < 0)
                 log_kv(LOG_WARN, "request.groups_overage", "user", user, "note",
-                       a->cfg.groups_file ? "no entry in the groups file" : "no --groups-file configured", NULL);
+                       a->cfg.groups_file ? "no entry in the groups file" : "no --groups-file configured",
+                       NULL);
             for (int g = 0; g < ng && !bad; g++) {
                 n = snprintf(line, sizeof line, "Impersonate-Group: %s\r\n", extra[g]);
                 bad = put(out, &o, line, (size_t)n);
@@ -362,7 +367,8 @@ static void pump_request(fwd *f)
                 log_kv(LOG_INFO, "request.bad_framing", "reason", why, NULL);
                 char msg[160];
                 snprintf(msg, sizeof msg, "Bad request: %s", why);
-                if (refuse(f, status, status == 431 ? "RequestHeaderFieldsTooLarge" : "BadRequest", msg, 1) != FH_SETTLED)
+                if (refuse(f, status, status == 431 ? "RequestHeaderFieldsTooLarge" : "BadRequest", msg, 1) !=
+                    FH_SETTLED)
                     break;
                 n = len;
             } else if (ev == FRAMER_DONE) {
@@ -473,7 +479,8 @@ static void ws_close(wsc_t *w, int code, const char *reason)
     maybe_free(f);
 }
 
-static const wsc_cbs ws_cbs = {.on_open = ws_open, .on_data = ws_data, .on_drain = ws_drain, .on_close = ws_close};
+static const wsc_cbs ws_cbs = {
+    .on_open = ws_open, .on_data = ws_data, .on_drain = ws_drain, .on_close = ws_close};
 
 /* ---- API server side ---------------------------------------------------- */
 
@@ -522,8 +529,8 @@ static void up_close(conn_t *c, int err)
     maybe_free(f);
 }
 
-static const conn_cbs up_cbs = {.on_data = up_data, .on_drain = up_drain, .on_connect = up_connect,
-                                .on_close = up_close};
+static const conn_cbs up_cbs = {
+    .on_data = up_data, .on_drain = up_drain, .on_connect = up_connect, .on_close = up_close};
 
 void fwd_accept(agent_t *a, const char *address)
 {

@@ -51,7 +51,8 @@ static const char usage[] =
     "                           Keys from a URL are fetched hourly and when a token names an\n"
     "                           unknown key (such requests wait for the fetch)\n"
     "  --jwks-ca FILE           CA bundle for --jwks-url (default: system store)\n"
-    "  --groups-file FILE       groups for tokens with a groups overage claim (JSON: {\"<oid>\": [\"<group>\", ...]});\n"
+    "  --groups-file FILE       groups for tokens with a groups overage claim (JSON: {\"<oid>\": "
+    "[\"<group>\", ...]});\n"
     "                           re-read on each such token\n"
     "Other:\n"
     "  --config FILE            JSON object of these options without the dashes, e.g.\n"
@@ -128,8 +129,7 @@ int agent_lookup_groups(agent_t *a, const char *oid, char ***out)
         (*out = calloc((size_t)cJSON_GetArraySize(arr) + 1, sizeof(char *)))) {
         cnt = 0;
         const cJSON *g;
-        cJSON_ArrayForEach(g, arr)
-        {
+        cJSON_ArrayForEach (g, arr) {
             if (!cJSON_IsString(g) || strlen(g->valuestring) >= 256)
                 continue;
             if (!((*out)[cnt] = strdup(g->valuestring))) {
@@ -196,8 +196,10 @@ static size_t health_data(conn_t *c, uint8_t *d, size_t n)
         snprintf(body, sizeof body, "not found\n");
     }
     char head[256];
-    int hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-                      "Connection: close\r\n\r\n", status, http_reason(status), strlen(body));
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                      "Connection: close\r\n\r\n",
+                      status, http_reason(status), strlen(body));
     /* The connection closes either way; a failed write only means that the
      * prober sees it close without an answer. */
     (void)conn_write2(c, head, (size_t)hl, body, strlen(body));
@@ -239,7 +241,8 @@ static int config_argv(int *argc, char ***argv)
         return 0;
     static char text[CONFIG_MAX];
     if (read_file(path, text, sizeof text) <= 0) {
-        fprintf(stderr, "clusterconnect-agent: cannot read --config %s (missing, empty or over 1 MiB)\n", path);
+        fprintf(stderr, "clusterconnect-agent: cannot read --config %s (missing, empty or over 1 MiB)\n",
+                path);
         return -1;
     }
     cJSON *o = cJSON_Parse(text);
@@ -258,7 +261,7 @@ static int config_argv(int *argc, char ***argv)
     int k = 0;
     av[k++] = (*argv)[0];
     const cJSON *it;
-    cJSON_ArrayForEach(it, o) {
+    cJSON_ArrayForEach (it, o) {
         char flag[128], val[64];
         if (strlen(it->string) > 100 || strchr(it->string, ' ')) {
             fprintf(stderr, "clusterconnect-agent: --config %s: bad key \"%.100s\"\n", path, it->string);
@@ -375,8 +378,10 @@ int main(int argc, char **argv)
             }
         } else if (!strcmp(a, "--log-level")) {
             const char *v = argv[i = need(i, argc, a)];
-            log_set_level(!strcmp(v, "debug") ? LOG_DEBUG : !strcmp(v, "warn") ? LOG_WARN
-                                                        : !strcmp(v, "error") ? LOG_ERROR : LOG_INFO);
+            log_set_level(!strcmp(v, "debug")   ? LOG_DEBUG
+                          : !strcmp(v, "warn")  ? LOG_WARN
+                          : !strcmp(v, "error") ? LOG_ERROR
+                                                : LOG_INFO);
         } else {
             fprintf(stderr, "clusterconnect-agent: unknown option %s (see --help)\n", a);
             return 2;
@@ -408,7 +413,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (c->channels < 1 || c->channels > 25 || c->token_ttl < 10 || c->ping_ms < 100) {
-        fprintf(stderr, "clusterconnect-agent: --channels 1..25, --token-ttl >= 10, --ping-interval >= 0.1\n");
+        fprintf(stderr,
+                "clusterconnect-agent: --channels 1..25, --token-ttl >= 10, --ping-interval >= 0.1\n");
         return 2;
     }
     if (c->issuer && (!c->audience || (!c->jwks_file && !c->jwks_url))) {
@@ -469,11 +475,11 @@ int main(int argc, char **argv)
     uv_signal_start(&sig_int, on_signal, SIGINT);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     if (c->hub)
-        printf("clusterconnect-agent: registered mode, reporting to %s as %s; health on http://%s:%d\n", c->hub,
-               c->resource_id, hh, conn_bound_port(&health));
+        printf("clusterconnect-agent: registered mode, reporting to %s as %s; health on http://%s:%d\n",
+               c->hub, c->resource_id, hh, conn_bound_port(&health));
     else
-        printf("clusterconnect-agent: listening on %s/$hc/%s with %d channels; health on http://%s:%d\n", c->relay,
-               c->hc, c->channels, hh, conn_bound_port(&health));
+        printf("clusterconnect-agent: listening on %s/$hc/%s with %d channels; health on http://%s:%d\n",
+               c->relay, c->hc, c->channels, hh, conn_bound_port(&health));
     uv_run(A.loop, UV_RUN_DEFAULT);
     jwt_keyset_free(&A.keys);
     tls_ctx_free(A.relay_tls);

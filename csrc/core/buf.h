@@ -39,8 +39,17 @@ void buf_consume(buf_t *b, size_t n);
 void buf_clear(buf_t *b);
 
 /* NULL for a buffer that never held anything (NULL + 0 is undefined in C). */
-static inline uint8_t *buf_data(const buf_t *b) { return b->data ? b->data + b->off : NULL; }
-static inline size_t buf_len(const buf_t *b) { return b->len; }
-static inline size_t buf_room(const buf_t *b) { return b->max - b->len; }
+static inline uint8_t *buf_data(const buf_t *b)
+{
+    return b->data ? b->data + b->off : NULL;
+}
+static inline size_t buf_len(const buf_t *b)
+{
+    return b->len;
+}
+static inline size_t buf_room(const buf_t *b)
+{
+    return b->max - b->len;
+}
 
 #endif

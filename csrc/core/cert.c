@@ -133,7 +133,8 @@ int cert_write_pem(const char *path, X509 *crt, EVP_PKEY *key, char err[CERT_ERR
         unlink(tmp);
         return fail(err, "fdopen failed");
     }
-    int ok = (!crt || PEM_write_X509(f, crt)) && (!key || PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL));
+    int ok =
+        (!crt || PEM_write_X509(f, crt)) && (!key || PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL));
     ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
     fclose(f);
     if (!ok || rename(tmp, path) != 0) {

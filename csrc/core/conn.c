@@ -37,10 +37,9 @@ struct conn {
     size_t wq; /* bytes handed to uv_write and not yet completed */
     int state;
     int close_err;
-    int handles;  /* open libuv handles (tcp, timer) */
-    int reqs;     /* outstanding requests that reference this conn */
-    unsigned paused : 1, reading : 1, delivering : 1, eof : 1, was_high : 1, is_client : 1,
-        eof_reported : 1;
+    int handles; /* open libuv handles (tcp, timer) */
+    int reqs;    /* outstanding requests that reference this conn */
+    unsigned paused : 1, reading : 1, delivering : 1, eof : 1, was_high : 1, is_client : 1, eof_reported : 1;
     uint64_t bytes_in, bytes_out;
     int port;
     char host[256];
@@ -261,11 +260,8 @@ static void on_timer(uv_timer_t *t)
         close_now(c, UV_ETIMEDOUT);
         break;
     case ST_CLOSING:
-    case ST_LINGER:
-        close_now(c, c->close_err);
-        break;
-    case ST_CLOSED:
-        break;
+    case ST_LINGER: close_now(c, c->close_err); break;
+    case ST_CLOSED: break;
     default:
         snprintf(c->errmsg, sizeof c->errmsg, "connection or TLS handshake timed out");
         close_now(c, UV_ETIMEDOUT);
@@ -429,8 +425,8 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 static void update_reading(conn_t *c)
 {
-    int want = (c->state == ST_HANDSHAKE || c->state == ST_OPEN) && !c->eof && !c->paused &&
-               buf_room(&c->in) > 0;
+    int want =
+        (c->state == ST_HANDSHAKE || c->state == ST_OPEN) && !c->eof && !c->paused && buf_room(&c->in) > 0;
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
             c->reading = 1;
@@ -479,8 +475,7 @@ static void drop_pending(uv_stream_t *server)
     uv_close((uv_handle_t *)t, free_handle);
 }
 
-conn_t *conn_accept(uv_stream_t *server, tls_ctx *tls, const conn_cbs *cbs, void *data,
-                    const conn_opts *opts)
+conn_t *conn_accept(uv_stream_t *server, tls_ctx *tls, const conn_cbs *cbs, void *data, const conn_opts *opts)
 {
     conn_t *c = conn_new(server->loop, cbs, data, opts);
     if (!c) {
@@ -725,16 +720,46 @@ void conn_close(conn_t *c, int graceful)
         start_shutdown(c);
 }
 
-int conn_is_open(const conn_t *c) { return c->state == ST_OPEN; }
-void *conn_data(const conn_t *c) { return c->data; }
-void conn_set_data(conn_t *c, void *data) { c->data = data; }
-void conn_set_cbs(conn_t *c, const conn_cbs *cbs) { c->cbs = cbs; }
-const char *conn_peer(const conn_t *c) { return c->peer[0] ? c->peer : "?"; }
-const char *conn_peer_ip(const conn_t *c) { return c->peer_ip[0] ? c->peer_ip : "?"; }
-int conn_peer_port(const conn_t *c) { return c->peer_port; }
-tls_sess *conn_tls(const conn_t *c) { return c->tls; }
-uint64_t conn_bytes_in(const conn_t *c) { return c->bytes_in; }
-uint64_t conn_bytes_out(const conn_t *c) { return c->bytes_out; }
+int conn_is_open(const conn_t *c)
+{
+    return c->state == ST_OPEN;
+}
+void *conn_data(const conn_t *c)
+{
+    return c->data;
+}
+void conn_set_data(conn_t *c, void *data)
+{
+    c->data = data;
+}
+void conn_set_cbs(conn_t *c, const conn_cbs *cbs)
+{
+    c->cbs = cbs;
+}
+const char *conn_peer(const conn_t *c)
+{
+    return c->peer[0] ? c->peer : "?";
+}
+const char *conn_peer_ip(const conn_t *c)
+{
+    return c->peer_ip[0] ? c->peer_ip : "?";
+}
+int conn_peer_port(const conn_t *c)
+{
+    return c->peer_port;
+}
+tls_sess *conn_tls(const conn_t *c)
+{
+    return c->tls;
+}
+uint64_t conn_bytes_in(const conn_t *c)
+{
+    return c->bytes_in;
+}
+uint64_t conn_bytes_out(const conn_t *c)
+{
+    return c->bytes_out;
+}
 
 void conn_set_stall(conn_t *c, unsigned ms)
 {
@@ -770,10 +795,12 @@ int conn_listen(uv_loop_t *loop, uv_tcp_t *srv, const char *host, int port, uv_c
     }
     struct sockaddr_storage ss;
     if ((rc = ip_addr(host, port, &ss)) != 0) {
-        snprintf(err, 128, "invalid listen address '%.60s': give an IP address such as 127.0.0.1 or ::1", host);
+        snprintf(err, 128, "invalid listen address '%.60s': give an IP address such as 127.0.0.1 or ::1",
+                 host);
         return rc;
     }
-    if ((rc = uv_tcp_bind(srv, (struct sockaddr *)&ss, 0)) != 0 || (rc = uv_listen((uv_stream_t *)srv, 256, cb)) != 0) {
+    if ((rc = uv_tcp_bind(srv, (struct sockaddr *)&ss, 0)) != 0 ||
+        (rc = uv_listen((uv_stream_t *)srv, 256, cb)) != 0) {
         snprintf(err, 128, "cannot listen on %s:%d: %s", host, port, uv_strerror(rc));
         return rc;
     }
@@ -790,7 +817,8 @@ int conn_parse_addr(const char *spec, char *host, size_t cap, int *port, char er
         hl -= 2;
     }
     if (!colon || hl == 0 || hl >= cap) {
-        snprintf(err, 128, "'%.60s' is not an IP address and port; use e.g. 127.0.0.1:8443 or [::1]:8443", spec);
+        snprintf(err, 128, "'%.60s' is not an IP address and port; use e.g. 127.0.0.1:8443 or [::1]:8443",
+                 spec);
         return -1;
     }
     const char *ps = colon + 1;
@@ -806,7 +834,8 @@ int conn_parse_addr(const char *spec, char *host, size_t cap, int *port, char er
     struct sockaddr_storage ss;
     if (ip_addr(host, (int)p, &ss) != 0) {
         /* Letters without a ':' (no IPv6): most likely a host name. */
-        int named = !strchr(host, ':') && strpbrk(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+        int named =
+            !strchr(host, ':') && strpbrk(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
         snprintf(err, 128, "'%.60s' is not an IP address and port%s; use e.g. 127.0.0.1:%ld", spec,
                  named ? " (host names are not resolved)" : "", p);
         host[0] = '\0';

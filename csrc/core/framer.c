@@ -13,7 +13,7 @@ enum { RS_HEAD, RS_LEN, RS_CHUNKED, RS_UNTIL_CLOSE, RS_PIPE, RS_DONE };
  * connection input buffer (64 KiB, conn.h). */
 static const http_limits response_limits = {49152, 16384, HTTP_MAX_HEADERS};
 
-#define QCAP (sizeof ((framer *)0)->q / sizeof ((framer *)0)->q[0])
+#define QCAP (sizeof((framer *)0)->q / sizeof((framer *)0)->q[0])
 
 void framer_init(framer *f)
 {
@@ -89,8 +89,8 @@ static long chunked_span(http_chunked *ch, const uint8_t *d, size_t len)
     return (long)used;
 }
 
-static framer_ev parse_head(framer *f, const uint8_t *d, size_t len, http_request *req, size_t *n, int *status,
-                            const char **why)
+static framer_ev parse_head(framer *f, const uint8_t *d, size_t len, http_request *req, size_t *n,
+                            int *status, const char **why)
 {
     /* Too many answers outstanding: the client waits for some first. */
     if (f->q_len >= FRAMER_MAX_INFLIGHT)
@@ -141,8 +141,7 @@ framer_ev framer_request(framer *f, const uint8_t *d, size_t len, http_request *
     *why = "";
     f->pend_len = 0;
     switch (f->rq) {
-    case RQ_HEAD:
-        return parse_head(f, d, len, req, n, status, why);
+    case RQ_HEAD: return parse_head(f, d, len, req, n, status, why);
     case RQ_LEN: {
         if (!len)
             return FRAMER_MORE;
@@ -166,16 +165,13 @@ framer_ev framer_request(framer *f, const uint8_t *d, size_t len, http_request *
         *n = (size_t)span;
         return f->rq_discard ? FRAMER_DISCARD : FRAMER_BODY;
     }
-    case RQ_UPGRADING:
-        return FRAMER_HOLD;
+    case RQ_UPGRADING: return FRAMER_HOLD;
     case RQ_PIPE:
         if (!len)
             return FRAMER_MORE;
         *n = len;
         return FRAMER_PIPE;
-    default:
-        *n = len;
-        return FRAMER_DONE;
+    default: *n = len; return FRAMER_DONE;
     }
 }
 
@@ -343,7 +339,6 @@ framer_ev framer_response(framer *f, const uint8_t *d, size_t len, http_response
             return FRAMER_MORE;
         *n = len;
         return f->rs == RS_PIPE ? FRAMER_PIPE : FRAMER_BODY;
-    default:
-        return FRAMER_DONE;
+    default: return FRAMER_DONE;
     }
 }

@@ -53,18 +53,18 @@ typedef enum framer_ev {
 typedef struct framer_entry {
     unsigned head_method : 1; /* the answer to HEAD has no body */
     unsigned upgrade : 1;
-    unsigned local : 1;       /* refused: answered with `answer` */
-    unsigned close : 1;       /* close after `answer` */
+    unsigned local : 1; /* refused: answered with `answer` */
+    unsigned close : 1; /* close after `answer` */
     char *answer;
     size_t answer_len;
 } framer_entry;
 
 typedef struct framer {
-    int rq, rs;              /* request and response side states */
+    int rq, rs;                /* request and response side states */
     uint64_t rq_left, rs_left; /* Content-Length bytes left */
-    int rq_discard;          /* the current request body is dropped */
+    int rq_discard;            /* the current request body is dropped */
     http_chunked rq_ch, rs_ch;
-    size_t rq_last;          /* bytes already searched for the end of a head */
+    size_t rq_last; /* bytes already searched for the end of a head */
     /* what the last FRAMER_HEAD on the request side found */
     size_t pend_len;
     int pend_kind;
@@ -74,8 +74,8 @@ typedef struct framer {
      * after it was forwarded still needs room for its refusal */
     framer_entry q[FRAMER_MAX_INFLIGHT + 1];
     unsigned q_head, q_len;
-    char *sent;              /* the last FRAMER_LOCAL answer, freed on the next call */
-    uint64_t requests;       /* heads forwarded or refused */
+    char *sent;        /* the last FRAMER_LOCAL answer, freed on the next call */
+    uint64_t requests; /* heads forwarded or refused */
 } framer;
 
 void framer_init(framer *f);

@@ -165,13 +165,15 @@ static void on_close(conn_t *c, int err)
     h->conn_closed = 1;
     if (!h->done) {
         char msg[300];
-        snprintf(msg, sizeof msg, "connection failed: %s", err ? conn_error(c, err) : "closed before an answer");
+        snprintf(msg, sizeof msg, "connection failed: %s",
+                 err ? conn_error(c, err) : "closed before an answer");
         finish(h, -1, NULL, 0, msg);
     }
     maybe_free(h);
 }
 
-static const conn_cbs cbs = {.on_data = on_data, .on_connect = on_connect, .on_eof = on_eof, .on_close = on_close};
+static const conn_cbs cbs = {
+    .on_data = on_data, .on_connect = on_connect, .on_eof = on_eof, .on_close = on_close};
 
 static void on_timeout(uv_timer_t *t)
 {
@@ -214,10 +216,11 @@ hcli_t *hcli_request(uv_loop_t *loop, const char *url, tls_ctx *tls, const char 
     }
     /* Host: everything between "//" and the path, port included. */
     size_t authority = (size_t)(u.path_query.p - u.host.p);
-    size_t n = (size_t)snprintf(h->req, cap, "%s %.*s HTTP/1.1\r\nHost: %.*s\r\nConnection: close\r\n"
-                                             "Content-Length: %zu\r\n",
-                                method, (int)(u.path_query.n ? u.path_query.n : 1), u.path_query.n ? u.path_query.p : "/",
-                                (int)authority, u.host.p, body_len);
+    size_t n = (size_t)snprintf(h->req, cap,
+                                "%s %.*s HTTP/1.1\r\nHost: %.*s\r\nConnection: close\r\n"
+                                "Content-Length: %zu\r\n",
+                                method, (int)(u.path_query.n ? u.path_query.n : 1),
+                                u.path_query.n ? u.path_query.p : "/", (int)authority, u.host.p, body_len);
     for (size_t i = 0; headers && headers[i]; i++)
         n += (size_t)snprintf(h->req + n, cap - n, "%s\r\n", headers[i]);
     n += (size_t)snprintf(h->req + n, cap - n, "\r\n");

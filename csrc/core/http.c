@@ -39,8 +39,7 @@ static long line_len(const char *p, const char *end)
 }
 
 /* Parses header lines from p up to the empty line; returns 0 or an error. */
-static int parse_headers(const char *p, const char *end, const http_limits *lim, http_header *hs,
-                         size_t *nh)
+static int parse_headers(const char *p, const char *end, const http_limits *lim, http_header *hs, size_t *nh)
 {
     size_t n = 0;
     for (;;) {
@@ -88,8 +87,7 @@ static int parse_version(const char *p, size_t n)
     return p[7] - '0';
 }
 
-static int head_prelude(const char *buf, size_t len, size_t last_len, const http_limits **lim,
-                        size_t *head)
+static int head_prelude(const char *buf, size_t len, size_t last_len, const http_limits **lim, size_t *head)
 {
     if (!*lim)
         *lim = &http_default_limits;
@@ -271,8 +269,7 @@ int http_request_body(const http_request *req, uint64_t *length)
     return body_from_headers(req->headers, req->nheaders, length, 1);
 }
 
-int http_response_body(const http_response *res, const char *method, size_t method_len,
-                       uint64_t *length)
+int http_response_body(const http_response *res, const char *method, size_t method_len, uint64_t *length)
 {
     *length = 0;
     if ((res->status >= 100 && res->status < 200) || res->status == 204 || res->status == 304)
@@ -293,8 +290,7 @@ void http_chunked_init(http_chunked *c)
     memset(c, 0, sizeof *c);
 }
 
-long http_chunked_step(http_chunked *c, const char *buf, size_t len, const char **data,
-                       size_t *data_len)
+long http_chunked_step(http_chunked *c, const char *buf, size_t len, const char **data, size_t *data_len)
 {
     size_t i = 0;
     *data = NULL;

@@ -79,8 +79,7 @@ enum http_body_kind { HTTP_BODY_NONE, HTTP_BODY_LENGTH, HTTP_BODY_CHUNKED, HTTP_
  * avoid smuggling. */
 int http_request_body(const http_request *req, uint64_t *length);
 /* For a response to `method`: also handles 1xx/204/304 and HEAD. */
-int http_response_body(const http_response *res, const char *method, size_t method_len,
-                       uint64_t *length);
+int http_response_body(const http_response *res, const char *method, size_t method_len, uint64_t *length);
 
 /* Incremental chunked-transfer-coding decoder. It reads framing bytes and
  * hands back slices of chunk data in place; the raw bytes stay untouched,
@@ -99,8 +98,7 @@ void http_chunked_init(http_chunked *c);
  * HTTP_BAD / HTTP_TOO_LARGE. When the consumed range ends with chunk data,
  * *data and *data_len describe that data (otherwise *data_len is 0).
  * Call repeatedly until it returns 0 or c->done is set. */
-long http_chunked_step(http_chunked *c, const char *buf, size_t len, const char **data,
-                       size_t *data_len);
+long http_chunked_step(http_chunked *c, const char *buf, size_t len, const char **data, size_t *data_len);
 
 /* The standard reason phrase for a status ("Not Found"), or "Unknown". */
 const char *http_reason(int status);

@@ -102,7 +102,7 @@ int jwt_keyset_parse(const char *json, size_t n, jwt_keyset *ks, char err[JWT_ER
         return -1;
     }
     const cJSON *k;
-    cJSON_ArrayForEach(k, keys) {
+    cJSON_ArrayForEach (k, keys) {
         const cJSON *kty = cJSON_GetObjectItemCaseSensitive(k, "kty");
         const cJSON *kid = cJSON_GetObjectItemCaseSensitive(k, "kid");
         const cJSON *use = cJSON_GetObjectItemCaseSensitive(k, "use");
@@ -211,7 +211,8 @@ static int es256_to_der(const uint8_t sig[64], uint8_t *der, size_t *der_len)
     return 0;
 }
 
-static int verify_sig(EVP_PKEY *key, int alg, const char *signed_part, size_t sl, const uint8_t *sig, size_t siglen)
+static int verify_sig(EVP_PKEY *key, int alg, const char *signed_part, size_t sl, const uint8_t *sig,
+                      size_t siglen)
 {
     uint8_t der[80];
     if (alg == JWT_ALG_ES256) {
@@ -318,7 +319,9 @@ int jwt_verify(const char *token, size_t n, const jwt_keyset *ks, const jwt_expe
         int match = cJSON_IsString(aud) && strcmp(aud->valuestring, want->audience) == 0;
         const cJSON *x;
         if (cJSON_IsArray(aud))
-            cJSON_ArrayForEach(x, aud) if (cJSON_IsString(x) && strcmp(x->valuestring, want->audience) == 0) match = 1;
+            cJSON_ArrayForEach (x, aud)
+                if (cJSON_IsString(x) && strcmp(x->valuestring, want->audience) == 0)
+                    match = 1;
         if (!match) {
             rc = fail(err, JWT_ERR_AUDIENCE, NULL);
             goto done;
@@ -341,7 +344,7 @@ int jwt_verify(const char *token, size_t n, const jwt_keyset *ks, const jwt_expe
             goto done;
         }
         const cJSON *x;
-        cJSON_ArrayForEach(x, groups) {
+        cJSON_ArrayForEach (x, groups) {
             if (!cJSON_IsString(x) || strlen(x->valuestring) >= 256)
                 continue;
             if (!(out->groups[out->ngroups] = strdup(x->valuestring))) {
@@ -425,11 +428,14 @@ static long bn_b64url(EVP_PKEY *key, const char *param, char *out, size_t cap)
 long jwt_jwk_rsa(EVP_PKEY *key, const char *kid, char *out, size_t cap)
 {
     char n[1400], e[16];
-    if (!key || EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA || bn_b64url(key, OSSL_PKEY_PARAM_RSA_N, n, sizeof n) < 0 ||
+    if (!key || EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA ||
+        bn_b64url(key, OSSL_PKEY_PARAM_RSA_N, n, sizeof n) < 0 ||
         bn_b64url(key, OSSL_PKEY_PARAM_RSA_E, e, sizeof e) < 0)
         return -1;
-    int w = snprintf(out, cap, "{\"kty\":\"RSA\",\"use\":\"sig\",\"alg\":\"RS256\",\"kid\":\"%s\",\"n\":\"%s\",\"e\":\"%s\"}",
-                     kid, n, e);
+    int w = snprintf(
+        out, cap,
+        "{\"kty\":\"RSA\",\"use\":\"sig\",\"alg\":\"RS256\",\"kid\":\"%s\",\"n\":\"%s\",\"e\":\"%s\"}", kid,
+        n, e);
     return (w < 0 || (size_t)w >= cap) ? -1 : w;
 }
 
@@ -437,7 +443,8 @@ int jwt_kid_rsa(EVP_PKEY *key, char out[17])
 {
     BIGNUM *bn = NULL;
     uint8_t raw[1024], md[32];
-    if (!key || EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_N, &bn) != 1 || BN_num_bytes(bn) > (int)sizeof raw) {
+    if (!key || EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_N, &bn) != 1 ||
+        BN_num_bytes(bn) > (int)sizeof raw) {
         BN_free(bn);
         return -1;
     }

@@ -67,7 +67,7 @@ typedef struct jwt_expect {
     const char *issuer;   /* exact match */
     const char *audience; /* must appear in aud (string or array) */
     int64_t now;
-    int skew;             /* seconds of clock skew allowed (e.g. 60) */
+    int skew; /* seconds of clock skew allowed (e.g. 60) */
 } jwt_expect;
 
 /* Verifies `token` and fills *out (free with jwt_claims_free, also after a

@@ -11,9 +11,18 @@
 static int g_level = LOG_INFO;
 static int g_fd = 2;
 
-void log_set_level(int level) { g_level = level; }
-int log_get_level(void) { return g_level; }
-void log_set_fd(int fd) { g_fd = fd < 0 ? 2 : fd; }
+void log_set_level(int level)
+{
+    g_level = level;
+}
+int log_get_level(void)
+{
+    return g_level;
+}
+void log_set_fd(int fd)
+{
+    g_fd = fd < 0 ? 2 : fd;
+}
 
 /* Appends s as a JSON string body; returns the new length (bounded). */
 static size_t put_escaped(char *out, size_t o, size_t cap, const char *s)
@@ -42,10 +51,10 @@ void log_kv(int level, const char *event, ...)
     gettimeofday(&tv, NULL);
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
-    size_t o = (size_t)snprintf(line, sizeof line,
-                                "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"level\":\"%s\",\"event\":\"",
-                                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                                tm.tm_sec, (long)(tv.tv_usec / 1000), names[level & 3]);
+    size_t o = (size_t)snprintf(
+        line, sizeof line, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"level\":\"%s\",\"event\":\"",
+        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+        (long)(tv.tv_usec / 1000), names[level & 3]);
     o = put_escaped(line, o, sizeof line, event);
     line[o++] = '"';
     va_list ap;

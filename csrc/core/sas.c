@@ -95,15 +95,15 @@ static int sign(const char *key, const char *sr, size_t sr_len, const char *se, 
     msg[sr_len] = '\n';
     memcpy(msg + sr_len + 1, se, se_len);
     unsigned int olen = 32;
-    if (!HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)msg, sr_len + 1 + se_len,
-              out, &olen) ||
+    if (!HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)msg, sr_len + 1 + se_len, out,
+              &olen) ||
         olen != 32)
         return -1;
     return 0;
 }
 
-long sas_create(const char *resource, const char *key_name, const char *key, int64_t expiry,
-                char *out, size_t cap)
+long sas_create(const char *resource, const char *key_name, const char *key, int64_t expiry, char *out,
+                size_t cap)
 {
     char sr[1024], se[24], b64[64], sig[128];
     if (enc_pct_encode(resource, strlen(resource), sr, sizeof sr) < 0)
@@ -186,8 +186,8 @@ static const sas_rule *find_rule(const sas_rule *r, size_t n, const char *name, 
 }
 
 int sas_authorize(const char *tok, size_t n, const sas_rule *entity_rules, size_t n_entity,
-                  const sas_rule *ns_rules, size_t n_ns, const char *host, const char *entity,
-                  int right, int64_t now, int64_t *expires)
+                  const sas_rule *ns_rules, size_t n_ns, const char *host, const char *entity, int right,
+                  int64_t now, int64_t *expires)
 {
     if (!tok || n == 0)
         return SAS_ERR_MISSING;

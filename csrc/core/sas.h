@@ -44,8 +44,8 @@ int sas_parse(const char *tok, size_t n, sas_token *t);
 
 /* Creates a token for `resource` (a URI, encoded by this function).
  * Returns its length, or -1 if cap is too small. */
-long sas_create(const char *resource, const char *key_name, const char *key, int64_t expiry,
-                char *out, size_t cap);
+long sas_create(const char *resource, const char *key_name, const char *key, int64_t expiry, char *out,
+                size_t cap);
 
 /* Checks the signature with `key` in constant time. SAS_OK or
  * SAS_ERR_SIGNATURE. */
@@ -71,7 +71,7 @@ typedef struct sas_rule {
  * the signature, the expiry, the scope and the rights (Manage implies
  * Listen and Send). On SAS_OK, *expires receives `se`. */
 int sas_authorize(const char *tok, size_t n, const sas_rule *entity_rules, size_t n_entity,
-                  const sas_rule *ns_rules, size_t n_ns, const char *host, const char *entity,
-                  int right, int64_t now, int64_t *expires);
+                  const sas_rule *ns_rules, size_t n_ns, const char *host, const char *entity, int right,
+                  int64_t now, int64_t *expires);
 
 #endif

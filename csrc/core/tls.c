@@ -44,8 +44,8 @@ static SSL_CTX *base_ctx(int server)
     return c;
 }
 
-static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                       const unsigned char *in, unsigned int inlen, void *arg)
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                       unsigned int inlen, void *arg)
 {
     (void)ssl;
     tls_ctx *c = arg;
@@ -81,7 +81,8 @@ tls_ctx *tls_server_ctx(const char *cert_file, const char *key_file, const char 
         set_err(err, "cannot load the server certificate");
         goto fail;
     }
-    if (SSL_CTX_use_PrivateKey_file(c, key_file, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(c) != 1) {
+    if (SSL_CTX_use_PrivateKey_file(c, key_file, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(c) != 1) {
         set_err(err, "cannot load the server key (or it does not match the certificate)");
         goto fail;
     }

@@ -100,8 +100,7 @@ static int finish_header(ws_dec *d)
         if (!f->fin || len > 125)
             return -WS_CLOSE_PROTOCOL;
         break;
-    default:
-        return -WS_CLOSE_PROTOCOL;
+    default: return -WS_CLOSE_PROTOCOL;
     }
     if (d->role == WS_ROLE_SERVER && !f->masked)
         return -WS_CLOSE_PROTOCOL;
@@ -236,8 +235,8 @@ static int close_payload_ok(const uint8_t *p, size_t n)
     if (n == 1)
         return 0;
     int code = p[0] << 8 | p[1];
-    int valid = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
-                (code >= 3000 && code <= 4999);
+    int valid =
+        (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) || (code >= 3000 && code <= 4999);
     ws_utf8 u = {0};
     return valid && ws_utf8_feed(&u, p + 2, n - 2) == 0 && ws_utf8_done(&u) == 0;
 }

@@ -26,8 +26,8 @@ struct wsc {
     char close_reason[124];
     char key[25];
     size_t last_len;
-    ws_dec dec;   /* stream mode */
-    ws_msg msg;   /* message mode */
+    ws_dec dec; /* stream mode */
+    ws_msg msg; /* message mode */
     uint8_t ctl[125];
     size_t ctl_len;
     uint64_t last_rx;
@@ -73,7 +73,8 @@ static void write_failed(wsc_t *w, int rc)
 {
     w->state = W_DONE;
     w->close_code = 1006;
-    snprintf(w->close_reason, sizeof w->close_reason, "cannot write to the WebSocket: %s", conn_error(w->c, rc));
+    snprintf(w->close_reason, sizeof w->close_reason, "cannot write to the WebSocket: %s",
+             conn_error(w->c, rc));
     conn_close(w->c, 0);
 }
 
@@ -104,7 +105,8 @@ static void handle_control(wsc_t *w, int op, const uint8_t *p, size_t n)
             (void)wsc_send(w, WS_OP_PONG, p, n); /* a failure drops the connection */
     } else if (op == WS_OP_CLOSE) {
         w->close_code = n >= 2 ? (p[0] << 8 | p[1]) : 1005;
-        snprintf(w->close_reason, sizeof w->close_reason, "%.*s", n > 2 ? (int)(n - 2) : 0, (const char *)p + 2);
+        snprintf(w->close_reason, sizeof w->close_reason, "%.*s", n > 2 ? (int)(n - 2) : 0,
+                 (const char *)p + 2);
         if (w->state == W_OPEN) { /* echo, then finish; best effort, as it closes anyway */
             uint8_t cp[125];
             size_t cl = ws_close_payload(cp, w->close_code == 1005 ? 1000 : w->close_code, NULL);
@@ -373,8 +375,23 @@ void wsc_abort(wsc_t *w)
     conn_close(w->c, 0);
 }
 
-void *wsc_data(const wsc_t *w) { return w->data; }
-void wsc_set_data(wsc_t *w, void *data) { w->data = data; }
-void wsc_set_cbs(wsc_t *w, const wsc_cbs *cbs) { w->cbs = cbs; }
-uint64_t wsc_idle_ms(const wsc_t *w) { return now_ms() - w->last_rx; }
-const char *wsc_error(const wsc_t *w) { return w->err[0] ? w->err : "closed"; }
+void *wsc_data(const wsc_t *w)
+{
+    return w->data;
+}
+void wsc_set_data(wsc_t *w, void *data)
+{
+    w->data = data;
+}
+void wsc_set_cbs(wsc_t *w, const wsc_cbs *cbs)
+{
+    w->cbs = cbs;
+}
+uint64_t wsc_idle_ms(const wsc_t *w)
+{
+    return now_ms() - w->last_rx;
+}
+const char *wsc_error(const wsc_t *w)
+{
+    return w->err[0] ? w->err : "closed";
+}

@@ -36,9 +36,9 @@ typedef struct wsc_cbs {
 } wsc_cbs;
 
 typedef struct wsc_opts {
-    int stream;             /* stream mode (on_data) instead of messages */
-    size_t max_message;     /* message mode ceiling (default 64 KiB) */
-    const char *sni;        /* TLS name if not the URL's host */
+    int stream;         /* stream mode (on_data) instead of messages */
+    size_t max_message; /* message mode ceiling (default 64 KiB) */
+    const char *sni;    /* TLS name if not the URL's host */
     conn_opts conn;
 } wsc_opts;
 

@@ -11,9 +11,9 @@
 static jwt_keyset ks;
 static int ready;
 
-static const char jwks[] =
-    "{\"keys\":[{\"kty\":\"EC\",\"kid\":\"e1\",\"crv\":\"P-256\","
-    "\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\",\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"}]}";
+static const char jwks[] = "{\"keys\":[{\"kty\":\"EC\",\"kid\":\"e1\",\"crv\":\"P-256\","
+                           "\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\",\"y\":\"x_FEzRu9m36HLN_"
+                           "tue659LNpXW6pCyStikYjKIWI5a0\"}]}";
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

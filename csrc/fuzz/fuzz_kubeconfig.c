@@ -9,8 +9,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const kcfg_entry e = {.cluster = "c1", .server = "https://127.0.0.1:47011", .ca_data = "Q0E=",
-                                 .user = "u1", .client_cert_data = "QQ==", .client_key_data = "Qg==",
+    static const kcfg_entry e = {.cluster = "c1",
+                                 .server = "https://127.0.0.1:47011",
+                                 .ca_data = "Q0E=",
+                                 .user = "u1",
+                                 .client_cert_data = "QQ==",
+                                 .client_key_data = "Qg==",
                                  .context = "c1"};
     char *in = malloc(size ? size : 1);
     memcpy(in, data, size);

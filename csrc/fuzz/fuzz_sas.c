@@ -15,7 +15,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sas_normalize(t.sr, t.sr_len, norm, sizeof norm);
         sas_check_sig(&t, "fuzzkeyfuzzkeyfuzzkey");
     }
-    sas_rule ns[] = {{"root", "fuzzkeyfuzzkeyfuzzkey", SAS_RIGHT_MANAGE}};
+    sas_rule ns[] = {
+        {"root", "fuzzkeyfuzzkeyfuzzkey", SAS_RIGHT_MANAGE}
+    };
     int64_t exp;
     int rc = sas_authorize(tok, size, NULL, 0, ns, 1, "relay.test", "hyco", SAS_RIGHT_LISTEN, 0, &exp);
     /* Random bytes must never authorize: that needs a valid HMAC. */

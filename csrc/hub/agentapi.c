@@ -90,7 +90,8 @@ static int authenticate(arm_t *a, const api_req *req, row_copy *row, char id[102
         row_free(row);
         return -1;
     }
-    jwt_key jk = {.kid = "agent", .alg = EVP_PKEY_get_base_id(k) == EVP_PKEY_EC ? JWT_ALG_ES256 : JWT_ALG_RS256,
+    jwt_key jk = {.kid = "agent",
+                  .alg = EVP_PKEY_get_base_id(k) == EVP_PKEY_EC ? JWT_ALG_ES256 : JWT_ALG_RS256,
                   .pkey = k};
     jwt_keyset ks = {&jk, 1};
     char aud[700], err[JWT_ERRLEN];
@@ -114,8 +115,7 @@ static int authenticate(arm_t *a, const api_req *req, row_copy *row, char id[102
 static int feature_on(const cJSON *props, const char *name, int dflt)
 {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(props, "arcAgentryConfigurations"), *f;
-    cJSON_ArrayForEach(f, arr)
-    {
+    cJSON_ArrayForEach (f, arr) {
         const char *fn = api_jstr(f, "feature");
         if (!fn || strcasecmp(fn, name) != 0)
             continue;
@@ -137,7 +137,8 @@ static void heartbeat(arm_t *a, const api_req *req, api_resp *resp)
     cJSON *props = cJSON_GetObjectItemCaseSensitive(b, "properties");
     const char *hc = api_jstr(sec, "hc"), *lk = api_jstr(sec, "listenKey");
     if (!cJSON_IsObject(in) || !props || !hc || !lk) {
-        api_error(resp, 400, "InvalidRequestContent", "A heartbeat is a JSON object; the cluster needs a relay entity.");
+        api_error(resp, 400, "InvalidRequestContent",
+                  "A heartbeat is a JSON object; the cluster needs a relay entity.");
         goto out;
     }
     static const char *const reported[] = {"agentVersion", "kubernetesVersion", NULL};
@@ -202,8 +203,9 @@ static void heartbeat(arm_t *a, const api_req *req, api_resp *resp)
     /* Whom the agent trusts for user tokens: this hub's issuer, so an
      * installed agent needs no key files. */
     cJSON_AddStringToObject(o, "issuer", idp_issuer(arm_idp(a)));
-    cJSON_AddStringToObject(o, "audience", arm_options(a)->agent_audience ? arm_options(a)->agent_audience
-                                                                           : "6256c85f-0aad-4d50-b960-e6e9b21efe35");
+    cJSON_AddStringToObject(o, "audience",
+                            arm_options(a)->agent_audience ? arm_options(a)->agent_audience
+                                                           : "6256c85f-0aad-4d50-b960-e6e9b21efe35");
     cJSON_AddItemToObject(o, "jwks", cJSON_Parse(idp_jwks(arm_idp(a))));
     api_json(resp, 200, cJSON_PrintUnformatted(o));
     cJSON_Delete(o);
@@ -217,8 +219,10 @@ out:
 
 static const char *level_name(unsigned need)
 {
-    return need == RBAC_K8S_VIEW ? "viewer" : need == RBAC_K8S_WRITE ? "writer" : need == RBAC_K8S_ADMIN ? "admin"
-                                                                                                       : "cluster-admin";
+    return need == RBAC_K8S_VIEW    ? "viewer"
+           : need == RBAC_K8S_WRITE ? "writer"
+           : need == RBAC_K8S_ADMIN ? "admin"
+                                    : "cluster-admin";
 }
 
 static void checkaccess(arm_t *a, const api_req *req, api_resp *resp)
@@ -230,12 +234,14 @@ static void checkaccess(arm_t *a, const api_req *req, api_resp *resp)
     row_free(&row);
     cJSON *in = cJSON_ParseWithLength(req->body, req->body_len);
     const char *user = api_jstr(in, "user"), *verb = api_jstr(in, "verb");
-    const char *group = api_jstr(in, "group"), *res = api_jstr(in, "resource"), *ns = api_jstr(in, "namespace");
+    const char *group = api_jstr(in, "group"), *res = api_jstr(in, "resource"),
+               *ns = api_jstr(in, "namespace");
     const cJSON *groups = cJSON_GetObjectItemCaseSensitive(in, "groups");
     int non_resource = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(in, "nonResource"));
     if (!user || !verb || (!non_resource && !res) || strlen(user) > 128 || (ns && strlen(ns) > 253) ||
         (groups && !cJSON_IsArray(groups)) || cJSON_GetArraySize(groups) > 4096) {
-        api_error(resp, 400, "InvalidRequestContent", "checkaccess wants user, verb, resource or nonResource.");
+        api_error(resp, 400, "InvalidRequestContent",
+                  "checkaccess wants user, verb, resource or nonResource.");
         cJSON_Delete(in);
         return;
     }
@@ -247,29 +253,36 @@ static void checkaccess(arm_t *a, const api_req *req, api_resp *resp)
         return;
     }
     const cJSON *g;
-    cJSON_ArrayForEach(g, groups) if (cJSON_IsString(g)) gs[k++] = g->valuestring;
+    cJSON_ArrayForEach (g, groups)
+        if (cJSON_IsString(g))
+            gs[k++] = g->valuestring;
     char target[1400];
     if (ns && *ns)
         snprintf(target, sizeof target, "%s/namespaces/%s", id, ns);
     else
         snprintf(target, sizeof target, "%s", id);
     unsigned need = rbac_k8s_required(verb, group ? group : "", res ? res : "", ns, non_resource);
-    unsigned have = arm_perms_of(a, user, gs, k, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(in, "overage")),
-                                 target);
+    unsigned have =
+        arm_perms_of(a, user, gs, k, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(in, "overage")), target);
     int allowed = (have & need) == need;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddBoolToObject(o, "allowed", allowed);
     cJSON_AddStringToObject(o, "level", level_name(need));
     char reason[600];
     if (allowed)
-        snprintf(reason, sizeof reason, "a role assignment at or above %s grants %s", target, level_name(need));
+        snprintf(reason, sizeof reason, "a role assignment at or above %s grants %s", target,
+                 level_name(need));
     else
         snprintf(reason, sizeof reason,
-                 "User %s does not have access to %s %s%s%s in Azure (needs an Azure Arc Kubernetes %s role at the "
+                 "User %s does not have access to %s %s%s%s in Azure (needs an Azure Arc Kubernetes %s role "
+                 "at the "
                  "cluster%s). Update role assignment to allow access.",
-                 user, verb, non_resource ? "this path" : res, ns && *ns ? " in namespace " : "", ns && *ns ? ns : "",
-                 need == RBAC_K8S_VIEW ? "Viewer" : need == RBAC_K8S_WRITE ? "Writer" : need == RBAC_K8S_ADMIN ? "Admin"
-                                                                                                                 : "Cluster Admin",
+                 user, verb, non_resource ? "this path" : res, ns && *ns ? " in namespace " : "",
+                 ns && *ns ? ns : "",
+                 need == RBAC_K8S_VIEW    ? "Viewer"
+                 : need == RBAC_K8S_WRITE ? "Writer"
+                 : need == RBAC_K8S_ADMIN ? "Admin"
+                                          : "Cluster Admin",
                  ns && *ns ? " or namespace" : "");
     cJSON_AddStringToObject(o, "reason", reason);
     api_json(resp, 200, cJSON_PrintUnformatted(o));

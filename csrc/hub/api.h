@@ -21,8 +21,8 @@ typedef struct api_req {
 typedef struct api_resp {
     int status;
     const char *ctype;
-    char *body;         /* malloc'd; the front door frees it */
-    char headers[512];  /* extra header lines, each ending in CRLF */
+    char *body;        /* malloc'd; the front door frees it */
+    char headers[512]; /* extra header lines, each ending in CRLF */
 } api_resp;
 
 /* Returns 1 when the handler answered (resp filled), 0 when the route is

@@ -23,8 +23,8 @@
 #define ST_CC "cc"
 #define ST_RA "ra"
 
-static const char *const api_versions[] = {"2021-10-01", "2024-01-01", "2024-07-01-preview", "2024-12-01-preview",
-                                           "2025-08-01-preview", NULL};
+static const char *const api_versions[] = {"2021-10-01",         "2024-01-01",         "2024-07-01-preview",
+                                           "2024-12-01-preview", "2025-08-01-preview", NULL};
 
 struct arm {
     store_t *s;
@@ -181,7 +181,8 @@ static int authenticate(arm_t *a, const api_req *req, caller *who, api_resp *res
              idp_issuer(a->idp));
     if (!h) {
         snprintf(resp->headers, sizeof resp->headers, "%s", www);
-        api_error(resp, 401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.");
+        api_error(resp, 401, "AuthenticationFailed",
+                  "Authentication failed. The 'Authorization' header is missing.");
         return -1;
     }
     if (h->value_len < 8 || strncasecmp(h->value, "Bearer ", 7) != 0) {
@@ -251,7 +252,8 @@ static void walk_assignments(arm_t *a, const caller *who, store_cb cb, void *ud)
 /* What the caller may do at `target`: owners of the directory hold Owner
  * on every subscription; everyone else what their assignments grant at
  * target or above. */
-unsigned arm_perms_of(arm_t *a, const char *oid, char **groups, size_t ngroups, int overage, const char *target)
+unsigned arm_perms_of(arm_t *a, const char *oid, char **groups, size_t ngroups, int overage,
+                      const char *target)
 {
     caller who;
     memset(&who, 0, sizeof who);
@@ -279,10 +281,11 @@ static int require(arm_t *a, const caller *who, const char *target, unsigned nee
     if ((perms_at(a, who, target) & need) == need)
         return 0;
     log_kv(LOG_INFO, "arm.forbidden", "oid", who->oid, "action", action, "scope", target, NULL);
-    api_error(resp, 403, "AuthorizationFailed",
-              "The client '%s' with object id '%s' does not have authorization to perform action '%s' over scope "
-              "'%.300s' or the scope is invalid. If access was recently granted, please refresh your credentials.",
-              who->c.name[0] ? who->c.name : who->oid, who->oid, action, target);
+    api_error(
+        resp, 403, "AuthorizationFailed",
+        "The client '%s' with object id '%s' does not have authorization to perform action '%s' over scope "
+        "'%.300s' or the scope is invalid. If access was recently granted, please refresh your credentials.",
+        who->c.name[0] ? who->c.name : who->oid, who->oid, action, target);
     return -1;
 }
 
@@ -300,7 +303,8 @@ static void cc_make_ref(cc_ref *r, const char *sub, const char *rg, const char *
     snprintf(r->sub, sizeof r->sub, "%s", sub);
     snprintf(r->rg, sizeof r->rg, "%s", rg);
     snprintf(r->name, sizeof r->name, "%s", name);
-    snprintf(r->id, sizeof r->id, "/subscriptions/%s/resourceGroups/%s/providers/" CC_TYPE "/%s", sub, rg, name);
+    snprintf(r->id, sizeof r->id, "/subscriptions/%s/resourceGroups/%s/providers/" CC_TYPE "/%s", sub, rg,
+             name);
     snprintf(r->key, sizeof r->key, "%s", r->id);
     lower(r->key);
     snprintf(r->parent, sizeof r->parent, "/subscriptions/%s/resourcegroups/%s", sub, rg);
@@ -354,10 +358,22 @@ static void cc_live(arm_t *a, cJSON *body, const char *secret)
 }
 
 /* Which properties a PUT or PATCH may set; everything else is the hub's. */
-static const char *const writable_props[] = {
-    "agentPublicKeyCertificate", "distribution", "distributionVersion", "infrastructure", "azureHybridBenefit",
-    "privateLinkState", "privateLinkScopeResourceId", "aadProfile", "arcAgentProfile", "arcAgentryConfigurations",
-    "provisioningState", "gateway", "oidcIssuerProfile", "securityProfile", "kind", NULL};
+static const char *const writable_props[] = {"agentPublicKeyCertificate",
+                                             "distribution",
+                                             "distributionVersion",
+                                             "infrastructure",
+                                             "azureHybridBenefit",
+                                             "privateLinkState",
+                                             "privateLinkScopeResourceId",
+                                             "aadProfile",
+                                             "arcAgentProfile",
+                                             "arcAgentryConfigurations",
+                                             "provisioningState",
+                                             "gateway",
+                                             "oidcIssuerProfile",
+                                             "securityProfile",
+                                             "kind",
+                                             NULL};
 
 static int prop_writable(const char *name)
 {
@@ -394,7 +410,10 @@ static int register_hc(arm_t *a, const char *secret)
     const char *hc = api_jstr(s, "hc"), *sk = api_jstr(s, "sendKey"), *lk = api_jstr(s, "listenKey");
     int rc = -1;
     if (hc && sk && lk) {
-        sas_rule rules[2] = {{"send", sk, SAS_RIGHT_SEND}, {"listen", lk, SAS_RIGHT_LISTEN}};
+        sas_rule rules[2] = {
+            {"send",   sk, SAS_RIGHT_SEND  },
+            {"listen", lk, SAS_RIGHT_LISTEN}
+        };
         rc = relay_add_hc(a->relay, hc, rules, 2);
     }
     cJSON_Delete(s);
@@ -408,7 +427,8 @@ static void cc_put(arm_t *a, const cc_ref *r, const caller *who, const api_req *
     unsigned mark = json_failures();
     cJSON *in = cJSON_ParseWithLength(req->body, req->body_len);
     if (!cJSON_IsObject(in)) {
-        api_error(resp, 400, "InvalidRequestContent", "The request content was invalid and could not be deserialized.");
+        api_error(resp, 400, "InvalidRequestContent",
+                  "The request content was invalid and could not be deserialized.");
         cJSON_Delete(in);
         return;
     }
@@ -426,12 +446,13 @@ static void cc_put(arm_t *a, const cc_ref *r, const caller *who, const api_req *
         return;
     }
     const cJSON *it;
-    cJSON_ArrayForEach(it, props) if (!prop_writable(it->string))
-    {
-        api_error(resp, 400, "InvalidRequestContent", "Property 'properties.%.64s' is read-only.", it->string);
-        cJSON_Delete(in);
-        return;
-    }
+    cJSON_ArrayForEach (it, props)
+        if (!prop_writable(it->string)) {
+            api_error(resp, 400, "InvalidRequestContent", "Property 'properties.%.64s' is read-only.",
+                      it->string);
+            cJSON_Delete(in);
+            return;
+        }
     const cJSON *tags = cJSON_GetObjectItemCaseSensitive(in, "tags");
     if (tags && !cJSON_IsObject(tags)) {
         api_error(resp, 400, "InvalidRequestContent", "tags must be an object of strings.");
@@ -459,7 +480,8 @@ static void cc_put(arm_t *a, const cc_ref *r, const caller *who, const api_req *
     if (kind)
         cJSON_AddStringToObject(body, "kind", kind);
     cJSON *idn = cJSON_AddObjectToObject(body, "identity");
-    cJSON *pidn = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(prev, "identity"), "principalId");
+    cJSON *pidn =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(prev, "identity"), "principalId");
     char pid[37];
     if (cJSON_IsString(pidn))
         snprintf(pid, sizeof pid, "%s", pidn->valuestring);
@@ -470,8 +492,10 @@ static void cc_put(arm_t *a, const cc_ref *r, const caller *who, const api_req *
     cJSON_AddStringToObject(idn, "tenantId", idp_tenant(a->idp));
     cJSON *sd = cJSON_AddObjectToObject(body, "systemData");
     cJSON *psd = cJSON_GetObjectItemCaseSensitive(prev, "systemData");
-    cJSON_AddStringToObject(sd, "createdBy", api_jstr(psd, "createdBy") ? api_jstr(psd, "createdBy") : who->oid);
-    cJSON_AddStringToObject(sd, "createdByType", api_jstr(psd, "createdByType") ? api_jstr(psd, "createdByType") : by_type);
+    cJSON_AddStringToObject(sd, "createdBy",
+                            api_jstr(psd, "createdBy") ? api_jstr(psd, "createdBy") : who->oid);
+    cJSON_AddStringToObject(sd, "createdByType",
+                            api_jstr(psd, "createdByType") ? api_jstr(psd, "createdByType") : by_type);
     cJSON_AddStringToObject(sd, "createdAt", api_jstr(psd, "createdAt") ? api_jstr(psd, "createdAt") : now);
     cJSON_AddStringToObject(sd, "lastModifiedBy", who->oid);
     cJSON_AddStringToObject(sd, "lastModifiedByType", by_type);
@@ -479,8 +503,13 @@ static void cc_put(arm_t *a, const cc_ref *r, const caller *who, const api_req *
     cJSON *np = cJSON_Duplicate(props, 1);
     cJSON *pp = cJSON_GetObjectItemCaseSensitive(prev, "properties");
     /* What the agent reports survives a re-PUT of the resource. */
-    static const char *const reported[] = {"kubernetesVersion", "totalNodeCount", "totalCoreCount", "agentVersion",
-                                           "lastConnectivityTime", "managedIdentityCertificateExpirationTime", NULL};
+    static const char *const reported[] = {"kubernetesVersion",
+                                           "totalNodeCount",
+                                           "totalCoreCount",
+                                           "agentVersion",
+                                           "lastConnectivityTime",
+                                           "managedIdentityCertificateExpirationTime",
+                                           NULL};
     for (size_t i = 0; reported[i]; i++) {
         cJSON *v = cJSON_GetObjectItemCaseSensitive(pp, reported[i]);
         if (v)
@@ -530,7 +559,8 @@ static void cc_put(arm_t *a, const cc_ref *r, const caller *who, const api_req *
         api_error(resp, 503, "ServiceUnavailable", "The relay could not take the cluster's entity; retry.");
         goto out;
     }
-    log_kv(LOG_INFO, "arm.cluster_put", "id", r->id, "by", who->oid, "created", exists ? "false" : "true", NULL);
+    log_kv(LOG_INFO, "arm.cluster_put", "id", r->id, "by", who->oid, "created", exists ? "false" : "true",
+           NULL);
     cc_live(a, body, secret);
     api_json(resp, exists ? 200 : 201, cJSON_PrintUnformatted(body));
 out:
@@ -545,7 +575,8 @@ out:
 static void not_found(api_resp *resp, const cc_ref *r)
 {
     api_error(resp, 404, "ResourceNotFound",
-              "The Resource '" CC_TYPE "/%.63s' under resource group '%.90s' was not found. For more details please "
+              "The Resource '" CC_TYPE
+              "/%.63s' under resource group '%.90s' was not found. For more details please "
               "go to https://aka.ms/ARMResourceNotFoundFix",
               r->name, r->rg);
 }
@@ -580,34 +611,35 @@ static void cc_patch(arm_t *a, const cc_ref *r, const caller *who, const api_req
     got_row g = {0};
     cJSON *b = NULL;
     if (!cJSON_IsObject(in)) {
-        api_error(resp, 400, "InvalidRequestContent", "The request content was invalid and could not be deserialized.");
+        api_error(resp, 400, "InvalidRequestContent",
+                  "The request content was invalid and could not be deserialized.");
         goto out;
     }
     const cJSON *it, *props = cJSON_GetObjectItemCaseSensitive(in, "properties");
     const cJSON *tags = cJSON_GetObjectItemCaseSensitive(in, "tags");
-    cJSON_ArrayForEach(it, in) if (strcmp(it->string, "properties") && strcmp(it->string, "tags"))
-    {
-        api_error(resp, 400, "InvalidRequestContent", "PATCH may change 'tags' and 'properties', not '%.64s'.",
-                  it->string);
-        goto out;
-    }
+    cJSON_ArrayForEach (it, in)
+        if (strcmp(it->string, "properties") && strcmp(it->string, "tags")) {
+            api_error(resp, 400, "InvalidRequestContent",
+                      "PATCH may change 'tags' and 'properties', not '%.64s'.", it->string);
+            goto out;
+        }
     if ((props && !cJSON_IsObject(props)) || (tags && !cJSON_IsObject(tags))) {
         api_error(resp, 400, "InvalidRequestContent", "'tags' and 'properties' must be objects.");
         goto out;
     }
-    cJSON_ArrayForEach(it, props) if (!prop_writable(it->string) || !strcmp(it->string, "provisioningState"))
-    {
-        api_error(resp, 400, "InvalidRequestContent", "Property 'properties.%.64s' cannot be updated.", it->string);
-        goto out;
-    }
+    cJSON_ArrayForEach (it, props)
+        if (!prop_writable(it->string) || !strcmp(it->string, "provisioningState")) {
+            api_error(resp, 400, "InvalidRequestContent", "Property 'properties.%.64s' cannot be updated.",
+                      it->string);
+            goto out;
+        }
     if (!load_cluster(a, r, &g, resp))
         goto out;
     b = cJSON_Parse(g.body);
     if (tags)
         cJSON_ReplaceItemInObjectCaseSensitive(b, "tags", cJSON_Duplicate(tags, 1));
     cJSON *bp = cJSON_GetObjectItemCaseSensitive(b, "properties");
-    cJSON_ArrayForEach(it, props)
-    {
+    cJSON_ArrayForEach (it, props) {
         cJSON_DeleteItemFromObjectCaseSensitive(bp, it->string);
         cJSON_AddItemToObject(bp, it->string, cJSON_Duplicate(it, 1));
     }
@@ -700,7 +732,8 @@ static void cc_credential(arm_t *a, const cc_ref *r, const caller *who, const ap
     got_row g = {0};
     cJSON *sec = NULL;
     if (!cJSON_IsObject(in)) {
-        api_error(resp, 400, "InvalidRequestContent", "The request content was invalid and could not be deserialized.");
+        api_error(resp, 400, "InvalidRequestContent",
+                  "The request content was invalid and could not be deserialized.");
         goto out;
     }
     const char *method = api_jstr(in, "authenticationMethod");
@@ -728,7 +761,8 @@ static void cc_credential(arm_t *a, const cc_ref *r, const caller *who, const ap
     char kc[2048], user[700];
     snprintf(user, sizeof user, "clusterUser_%s_%s", r->rg, r->name);
     snprintf(kc, sizeof kc,
-             "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://127.0.0.1:47011\n  name: %s\n"
+             "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://127.0.0.1:47011\n  "
+             "name: %s\n"
              "contexts:\n- context:\n    cluster: %s\n    user: %s\n  name: %s\ncurrent-context: %s\n"
              "users:\n- name: %s\n  user: {}\npreferences: {}\n",
              r->name, r->name, user, r->name, r->name, user);
@@ -755,8 +789,8 @@ static void cc_credential(arm_t *a, const cc_ref *r, const caller *who, const ap
     free(kc64);
     char es[24];
     snprintf(es, sizeof es, "%lld", (long long)exp);
-    log_kv(LOG_INFO, "arm.credential", "id", r->id, "by", who->oid, "method", method ? method : "AAD", "expires", es,
-           NULL);
+    log_kv(LOG_INFO, "arm.credential", "id", r->id, "by", who->oid, "method", method ? method : "AAD",
+           "expires", es, NULL);
     api_json(resp, 200, print(o));
 out:
     cJSON_Delete(in);
@@ -819,7 +853,8 @@ static cJSON *role_def_json(const rbac_role *r, const char *sub)
 {
     cJSON *o = cJSON_CreateObject();
     char id[300];
-    snprintf(id, sizeof id, "/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s", sub, r->id);
+    snprintf(id, sizeof id, "/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s", sub,
+             r->id);
     cJSON_AddStringToObject(o, "id", id);
     cJSON_AddStringToObject(o, "name", r->id);
     cJSON_AddStringToObject(o, "type", "Microsoft.Authorization/roleDefinitions");
@@ -841,16 +876,17 @@ static cJSON *role_def_json(const rbac_role *r, const char *sub)
     if (r->perms & RBAC_ASSIGN && !(r->perms & RBAC_WRITE))
         cJSON_AddItemToArray(acts, cJSON_CreateString("Microsoft.Authorization/*"));
     if ((r->perms & RBAC_CRED) && !(r->perms & RBAC_WRITE))
-        cJSON_AddItemToArray(acts,
-                             cJSON_CreateString("Microsoft.Kubernetes/connectedClusters/listClusterUserCredential/action"));
+        cJSON_AddItemToArray(
+            acts,
+            cJSON_CreateString("Microsoft.Kubernetes/connectedClusters/listClusterUserCredential/action"));
     static const struct {
         unsigned bit;
         const char *action;
     } data_actions[] = {
-        {RBAC_K8S_VIEW, "Microsoft.Kubernetes/connectedClusters/*/read"},
-        {RBAC_K8S_WRITE, "Microsoft.Kubernetes/connectedClusters/*/write"},
-        {RBAC_K8S_ADMIN, "Microsoft.Kubernetes/connectedClusters/*/delete"},
-        {RBAC_K8S_CLUSTER_ADMIN, "Microsoft.Kubernetes/connectedClusters/*"},
+        {RBAC_K8S_VIEW,          "Microsoft.Kubernetes/connectedClusters/*/read"  },
+        {RBAC_K8S_WRITE,         "Microsoft.Kubernetes/connectedClusters/*/write" },
+        {RBAC_K8S_ADMIN,         "Microsoft.Kubernetes/connectedClusters/*/delete"},
+        {RBAC_K8S_CLUSTER_ADMIN, "Microsoft.Kubernetes/connectedClusters/*"       },
     };
     for (size_t i = 0; i < sizeof data_actions / sizeof data_actions[0]; i++)
         if (r->perms & data_actions[i].bit)
@@ -928,7 +964,8 @@ static int ra_dup_row(void *ud, const store_row *row)
     ra_walk *w = ud;
     cJSON *b = cJSON_Parse(row->body);
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(b, "properties");
-    const rbac_role *have = rbac_role_by_id(api_jstr(p, "roleDefinitionId") ? api_jstr(p, "roleDefinitionId") : "");
+    const rbac_role *have =
+        rbac_role_by_id(api_jstr(p, "roleDefinitionId") ? api_jstr(p, "roleDefinitionId") : "");
     if (strcasecmp(row->parent, w->scope) == 0 && have && strcasecmp(have->id, w->role_id) == 0)
         w->dup = 1;
     cJSON_Delete(b);
@@ -940,7 +977,8 @@ static void ra_put(arm_t *a, const authz_ref *r, const caller *who, const api_re
     unsigned mark = json_failures(); /* covers the duplicate check's reads too */
     cJSON *in = cJSON_ParseWithLength(req->body, req->body_len);
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(in, "properties");
-    const char *rd = api_jstr(p, "roleDefinitionId"), *pid = api_jstr(p, "principalId"), *ptype = api_jstr(p, "principalType");
+    const char *rd = api_jstr(p, "roleDefinitionId"), *pid = api_jstr(p, "principalId"),
+               *ptype = api_jstr(p, "principalType");
     const rbac_role *role = rd ? rbac_role_by_id(rd) : NULL;
     char key[1400], scope_l[1024], pid_l[128], now[32];
     if (!cJSON_IsObject(p) || !rd || !pid) {
@@ -949,17 +987,18 @@ static void ra_put(arm_t *a, const authz_ref *r, const caller *who, const api_re
         goto out;
     }
     if (!role) {
-        api_error(resp, 400, "RoleDefinitionDoesNotExist", "The specified role definition with ID '%.100s' does not exist.",
-                  rd);
+        api_error(resp, 400, "RoleDefinitionDoesNotExist",
+                  "The specified role definition with ID '%.100s' does not exist.", rd);
         goto out;
     }
     if (strlen(pid) != 36 || strspn(pid, "0123456789abcdefABCDEF-") != 36) {
-        api_error(resp, 400, "InvalidPrincipalId", "A valid principal ID must be provided for role assignment.");
+        api_error(resp, 400, "InvalidPrincipalId",
+                  "A valid principal ID must be provided for role assignment.");
         goto out;
     }
     if (strlen(r->name) != 36 || strspn(r->name, "0123456789abcdefABCDEF-") != 36) {
-        api_error(resp, 400, "InvalidRoleAssignmentId", "The role assignment ID '%.64s' is not valid: use a GUID.",
-                  r->name);
+        api_error(resp, 400, "InvalidRoleAssignmentId",
+                  "The role assignment ID '%.64s' is not valid: use a GUID.", r->name);
         goto out;
     }
     snprintf(scope_l, sizeof scope_l, "%s", r->scope);
@@ -975,14 +1014,16 @@ static void ra_put(arm_t *a, const authz_ref *r, const caller *who, const api_re
     iso_now(now);
     cJSON *o = cJSON_CreateObject();
     char id[1400], rdid[300];
-    snprintf(id, sizeof id, "%s%s/providers/" RA_TYPE "/%s", strcmp(r->scope, "/") ? r->scope : "", "", r->name);
+    snprintf(id, sizeof id, "%s%s/providers/" RA_TYPE "/%s", strcmp(r->scope, "/") ? r->scope : "", "",
+             r->name);
     const char *sub = "";
     char segs[MAX_SEGS][SEG_MAX];
     size_t ns;
     url_slice sp = {r->scope, strlen(r->scope)};
     if (split_path(sp, segs, &ns) == 0 && ns >= 2)
         sub = segs[1];
-    snprintf(rdid, sizeof rdid, "/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s", sub, role->id);
+    snprintf(rdid, sizeof rdid, "/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s", sub,
+             role->id);
     cJSON_AddStringToObject(o, "id", id);
     cJSON_AddStringToObject(o, "name", r->name);
     cJSON_AddStringToObject(o, "type", RA_TYPE);
@@ -1005,8 +1046,8 @@ static void ra_put(arm_t *a, const authz_ref *r, const caller *who, const api_re
         cJSON_Delete(o);
         goto out;
     }
-    log_kv(LOG_INFO, "arm.role_assignment", "scope", r->scope, "principal", pid, "role", role->name, "by", who->oid,
-           NULL);
+    log_kv(LOG_INFO, "arm.role_assignment", "scope", r->scope, "principal", pid, "role", role->name, "by",
+           who->oid, NULL);
     api_json(resp, 201, text);
     cJSON_Delete(o);
 out:
@@ -1016,8 +1057,8 @@ out:
 static void authz_route(arm_t *a, const authz_ref *r, const caller *who, const api_req *req, api_resp *resp)
 {
     if (!valid_scope(a, r->scope)) {
-        api_error(resp, 400, "InvalidScope", "The scope '%.300s' is not valid here: it must be under a known subscription.",
-                  r->scope);
+        api_error(resp, 400, "InvalidScope",
+                  "The scope '%.300s' is not valid here: it must be under a known subscription.", r->scope);
         return;
     }
     char sub[SEG_MAX];
@@ -1085,7 +1126,8 @@ static void authz_route(arm_t *a, const authz_ref *r, const caller *who, const a
         snprintf(scope_l, sizeof scope_l, "%s", r->scope);
         lower(scope_l);
         cJSON *o = cJSON_CreateObject();
-        ra_walk w = {.scope = scope_l, .at_scope = strstr(filter, "atScope()") != NULL,
+        ra_walk w = {.scope = scope_l,
+                     .at_scope = strstr(filter, "atScope()") != NULL,
                      .arr = cJSON_AddArrayToObject(o, "value")};
         store_list(a->s, ST_RA, NULL, pid[0] ? pid : NULL, ra_list_row, &w);
         api_json(resp, 200, print(o));
@@ -1096,14 +1138,16 @@ static void authz_route(arm_t *a, const authz_ref *r, const caller *who, const a
     snprintf(key, sizeof key, "%s", id);
     lower(key);
     if (api_method(req, "PUT")) {
-        if (require(a, who, r->scope, RBAC_ASSIGN, "Microsoft.Authorization/roleAssignments/write", resp) == 0)
+        if (require(a, who, r->scope, RBAC_ASSIGN, "Microsoft.Authorization/roleAssignments/write", resp) ==
+            0)
             ra_put(a, r, who, req, resp);
         return;
     }
     if (api_method(req, "GET") || api_method(req, "DELETE")) {
         int del = api_method(req, "DELETE");
         if (require(a, who, r->scope, del ? RBAC_ASSIGN : RBAC_READ,
-                    del ? "Microsoft.Authorization/roleAssignments/delete" : "Microsoft.Authorization/roleAssignments/read",
+                    del ? "Microsoft.Authorization/roleAssignments/delete"
+                        : "Microsoft.Authorization/roleAssignments/read",
                     resp) < 0)
             return;
         got_row g = {0};
@@ -1112,7 +1156,8 @@ static void authz_route(arm_t *a, const authz_ref *r, const caller *who, const a
             if (del)
                 api_json(resp, 204, NULL);
             else
-                api_error(resp, 404, "RoleAssignmentNotFound", "The role assignment '%.64s' is not found.", r->name);
+                api_error(resp, 404, "RoleAssignmentNotFound", "The role assignment '%.64s' is not found.",
+                          r->name);
         } else if (rc < 0 || (del && store_delete(a->s, key) < 0)) {
             api_store_failed(resp, store_error(a->s));
         } else {
@@ -1172,7 +1217,7 @@ int arm_route(void *ud, const api_req *req, api_resp *resp)
         return 1;
     if (req->path.n < 14 || strncasecmp(req->path.p, "/subscriptions", 14) != 0)
         return 0;
-    char (*segs)[SEG_MAX] = malloc(MAX_SEGS * SEG_MAX);
+    char(*segs)[SEG_MAX] = malloc(MAX_SEGS * SEG_MAX);
     size_t n = 0;
     if (!segs) {
         api_error(resp, 503, "ServerBusy", "Out of memory.");
@@ -1182,7 +1227,8 @@ int arm_route(void *ud, const api_req *req, api_resp *resp)
     memset(&who, 0, sizeof who);
     if (split_path(req->path, segs, &n) < 0) {
         api_error(resp, 400, "InvalidResourceId",
-                  "The resource path is not valid: empty, '.' or '..' segments and encoded '/' or control characters "
+                  "The resource path is not valid: empty, '.' or '..' segments and encoded '/' or control "
+                  "characters "
                   "are refused.");
         goto out;
     }
@@ -1209,7 +1255,8 @@ int arm_route(void *ud, const api_req *req, api_resp *resp)
     }
     if (n == 2) {
         if (!sub_visible(a, &who, sub))
-            api_error(resp, 404, "SubscriptionNotFound", "The subscription '%.64s' could not be found.", segs[1]);
+            api_error(resp, 404, "SubscriptionNotFound", "The subscription '%.64s' could not be found.",
+                      segs[1]);
         else
             api_json(resp, 200, print(sub_json(a, sub)));
         goto out;
@@ -1245,7 +1292,8 @@ int arm_route(void *ud, const api_req *req, api_resp *resp)
             goto out;
         if (!valid_rg_name(segs[3])) {
             api_error(resp, 400, "InvalidResourceGroupName",
-                      "Resource group names are 1-90 letters, digits, '_', '-', '.', '(' or ')' and cannot end in '.'.");
+                      "Resource group names are 1-90 letters, digits, '_', '-', '.', '(' or ')' and cannot "
+                      "end in '.'.");
             goto out;
         }
         if (n == 7) {
@@ -1261,7 +1309,8 @@ int arm_route(void *ud, const api_req *req, api_resp *resp)
         }
         if (!valid_cc_name(segs[7])) {
             api_error(resp, 400, "InvalidResourceName",
-                      "Connected cluster names are 1-63 letters, digits, '-' or '_', starting with a letter or digit.");
+                      "Connected cluster names are 1-63 letters, digits, '-' or '_', starting with a letter "
+                      "or digit.");
             goto out;
         }
         cc_ref r;
@@ -1270,7 +1319,8 @@ int arm_route(void *ud, const api_req *req, api_resp *resp)
             if (!api_method(req, "POST"))
                 api_error(resp, 405, "MethodNotAllowed", "Use POST for listClusterUserCredential.");
             else if (require(a, &who, r.id, RBAC_CRED,
-                             "Microsoft.Kubernetes/connectedClusters/listClusterUserCredential/action", resp) == 0)
+                             "Microsoft.Kubernetes/connectedClusters/listClusterUserCredential/action",
+                             resp) == 0)
                 cc_credential(a, &r, &who, req, resp);
             goto out;
         }
@@ -1288,7 +1338,8 @@ int arm_route(void *ud, const api_req *req, api_resp *resp)
             if (require(a, &who, r.id, RBAC_WRITE, "Microsoft.Kubernetes/connectedClusters/write", resp) == 0)
                 cc_patch(a, &r, &who, req, resp);
         } else if (api_method(req, "DELETE")) {
-            if (require(a, &who, r.id, RBAC_WRITE, "Microsoft.Kubernetes/connectedClusters/delete", resp) == 0)
+            if (require(a, &who, r.id, RBAC_WRITE, "Microsoft.Kubernetes/connectedClusters/delete", resp) ==
+                0)
                 cc_delete(a, &r, &who, resp);
         } else {
             api_error(resp, 405, "MethodNotAllowed", "connectedClusters take GET, PUT, PATCH and DELETE.");
@@ -1387,9 +1438,27 @@ void arm_free(arm_t *a)
 
 /* ---- for agentapi.c ----------------------------------------------------- */
 
-store_t *arm_store(arm_t *a) { return a->s; }
-idp_t *arm_idp(arm_t *a) { return a->idp; }
-relay_t *arm_relay(arm_t *a) { return a->relay; }
-const arm_opts *arm_options(arm_t *a) { return &a->o; }
-const char *arm_relay_host(arm_t *a) { return a->relay_host; }
-const char *arm_sas_host(arm_t *a) { return a->sas_host; }
+store_t *arm_store(arm_t *a)
+{
+    return a->s;
+}
+idp_t *arm_idp(arm_t *a)
+{
+    return a->idp;
+}
+relay_t *arm_relay(arm_t *a)
+{
+    return a->relay;
+}
+const arm_opts *arm_options(arm_t *a)
+{
+    return &a->o;
+}
+const char *arm_relay_host(arm_t *a)
+{
+    return a->relay_host;
+}
+const char *arm_sas_host(arm_t *a)
+{
+    return a->sas_host;
+}

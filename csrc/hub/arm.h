@@ -24,10 +24,10 @@
 #include "store.h"
 
 typedef struct arm_opts {
-    const char *public_url;   /* https://host[:port] clients use */
-    const char *arm_audience; /* token audience for ARM calls */
-    int credential_ttl;       /* seconds a listClusterUserCredential SAS lives */
-    int heartbeat_s;          /* agents report this often; three missed: Offline */
+    const char *public_url;     /* https://host[:port] clients use */
+    const char *arm_audience;   /* token audience for ARM calls */
+    int credential_ttl;         /* seconds a listClusterUserCredential SAS lives */
+    int heartbeat_s;            /* agents report this often; three missed: Offline */
     const char *agent_audience; /* audience of user tokens for agents (default: Arc's app id) */
 } arm_opts;
 
@@ -42,7 +42,8 @@ int arm_route(void *ud, const api_req *req, api_resp *resp);
 /* Shared with agentapi.c (the agents' side of the control plane). */
 /* Role-derived rights of a principal (and its groups; overage: take them
  * from the directory) at `target`. */
-unsigned arm_perms_of(arm_t *a, const char *oid, char **groups, size_t ngroups, int overage, const char *target);
+unsigned arm_perms_of(arm_t *a, const char *oid, char **groups, size_t ngroups, int overage,
+                      const char *target);
 store_t *arm_store(arm_t *a);
 idp_t *arm_idp(arm_t *a);
 relay_t *arm_relay(arm_t *a);

@@ -130,11 +130,14 @@ static int serve_api(front *f, const http_request *req, url_slice path, url_slic
                      size_t blen)
 {
     hub_t *h = f->h;
-    api_req ar = {.http = req, .path = path, .query = query, .body = body, .body_len = blen, .peer = conn_peer(f->c)};
+    api_req ar = {
+        .http = req, .path = path, .query = query, .body = body, .body_len = blen, .peer = conn_peer(f->c)};
     api_resp resp = {0};
     unsigned mark = json_failures();
     if (!h->o.api || !h->o.api(h->o.api_ud, &ar, &resp))
-        api_error(&resp, 404, "NotFound", "No route for %s %.*s.", http_eq(req->method, req->method_len, "GET") ? "GET" : "this method", (int)(path.n > 200 ? 200 : path.n), path.p);
+        api_error(&resp, 404, "NotFound", "No route for %s %.*s.",
+                  http_eq(req->method, req->method_len, "GET") ? "GET" : "this method",
+                  (int)(path.n > 200 ? 200 : path.n), path.p);
     const char *body_out = resp.body;
     if (json_failures() != mark) {
         /* Some JSON the handler built or parsed lost a member to a failed
@@ -148,11 +151,12 @@ static int serve_api(front *f, const http_request *req, url_slice path, url_slic
     int keep = wants_keepalive(req) && !h->closing;
     char head[2048]; /* fixed lines + content type + resp.headers (< 512) */
     size_t blen_out = body_out ? strlen(body_out) : 0;
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
-                     "x-ms-request-id: %08x\r\n%s%s\r\n",
-                     resp.status, http_reason(resp.status), resp.ctype ? resp.ctype : "text/plain", blen_out,
-                     (unsigned)(hub_now_ms() ^ (uintptr_t)f), resp.headers, keep ? "" : "Connection: close\r\n");
+    int n =
+        snprintf(head, sizeof head,
+                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
+                 "x-ms-request-id: %08x\r\n%s%s\r\n",
+                 resp.status, http_reason(resp.status), resp.ctype ? resp.ctype : "text/plain", blen_out,
+                 (unsigned)(hub_now_ms() ^ (uintptr_t)f), resp.headers, keep ? "" : "Connection: close\r\n");
     if (n < 0 || (size_t)n >= sizeof head) { /* cannot happen with the bounds above; never send a cut head */
         free(resp.body);
         return 0;
@@ -196,7 +200,8 @@ static size_t front_one(front *f, conn_t *c, uint8_t *data, size_t len)
         relay_handle(h->relay, c, &req, rest, query);
         return (size_t)-1;
     }
-    if ((path.n == 8 && memcmp(path.p, "/healthz", 8) == 0) || (path.n == 8 && memcmp(path.p, "/metrics", 8) == 0)) {
+    if ((path.n == 8 && memcmp(path.p, "/healthz", 8) == 0) ||
+        (path.n == 8 && memcmp(path.p, "/metrics", 8) == 0)) {
         front_leave(f, c);
         serve_local(h, c, &req, path);
         return (size_t)-1;
@@ -210,14 +215,16 @@ static size_t front_one(front *f, conn_t *c, uint8_t *data, size_t len)
                       "{\"error\":{\"code\":\"BadRequest\",\"message\":\"Invalid request framing.\"}}");
         else
             hub_reply(c, 411, NULL, "application/json",
-                      "{\"error\":{\"code\":\"LengthRequired\",\"message\":\"Send the body with Content-Length.\"}}");
+                      "{\"error\":{\"code\":\"LengthRequired\",\"message\":\"Send the body with "
+                      "Content-Length.\"}}");
         return (size_t)-1;
     }
     if (blen > h->o.max_body) {
         char msg[200];
-        snprintf(msg, sizeof msg,
-                 "{\"error\":{\"code\":\"RequestEntityTooLarge\",\"message\":\"The body exceeds %zu bytes.\"}}",
-                 h->o.max_body);
+        snprintf(
+            msg, sizeof msg,
+            "{\"error\":{\"code\":\"RequestEntityTooLarge\",\"message\":\"The body exceeds %zu bytes.\"}}",
+            h->o.max_body);
         front_leave(f, c);
         hub_reply(c, 413, NULL, "application/json", msg);
         return (size_t)-1;

@@ -54,12 +54,12 @@ static int parse_rules(const cJSON *arr, sas_rule **out, size_t *n, const char *
     }
     size_t i = 0;
     const cJSON *it;
-    cJSON_ArrayForEach(it, arr) {
+    cJSON_ArrayForEach (it, arr) {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(it, "name");
         const cJSON *key = cJSON_GetObjectItemCaseSensitive(it, "key");
         const cJSON *rights = cJSON_GetObjectItemCaseSensitive(it, "rights");
-        if (!cJSON_IsString(name) || !cJSON_IsString(key) || !cJSON_IsArray(rights) ||
-            !*name->valuestring || strlen(name->valuestring) > 256 || strlen(key->valuestring) < 16 ||
+        if (!cJSON_IsString(name) || !cJSON_IsString(key) || !cJSON_IsArray(rights) || !*name->valuestring ||
+            strlen(name->valuestring) > 256 || strlen(key->valuestring) < 16 ||
             strlen(key->valuestring) > 256) {
             snprintf(err, 256, "%s: each rule needs a name, a key of 16-256 characters and rights", where);
             free_rules(r, i);
@@ -67,7 +67,7 @@ static int parse_rules(const cJSON *arr, sas_rule **out, size_t *n, const char *
         }
         int bits = 0;
         const cJSON *rt;
-        cJSON_ArrayForEach(rt, rights) {
+        cJSON_ArrayForEach (rt, rights) {
             if (!cJSON_IsString(rt))
                 continue;
             if (strcasecmp(rt->valuestring, "Listen") == 0)
@@ -77,7 +77,8 @@ static int parse_rules(const cJSON *arr, sas_rule **out, size_t *n, const char *
             else if (strcasecmp(rt->valuestring, "Manage") == 0)
                 bits |= SAS_RIGHT_MANAGE;
             else {
-                snprintf(err, 256, "%s: unknown right \"%.40s\" (Listen, Send, Manage)", where, rt->valuestring);
+                snprintf(err, 256, "%s: unknown right \"%.40s\" (Listen, Send, Manage)", where,
+                         rt->valuestring);
                 free_rules(r, i);
                 return -1;
             }
@@ -121,17 +122,18 @@ int hubcfg_parse(const char *json, size_t n, hubcfg *cfg, char err[256])
         goto fail;
     }
     const cJSON *it;
-    cJSON_ArrayForEach(it, hcs) {
+    cJSON_ArrayForEach (it, hcs) {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(it, "name");
         if (!cJSON_IsString(name) || !*name->valuestring || strlen(name->valuestring) > NAME_MAX_LEN ||
-            name->valuestring[0] == '/' || strstr(name->valuestring, "..") || strchr(name->valuestring, '?')) {
+            name->valuestring[0] == '/' || strstr(name->valuestring, "..") ||
+            strchr(name->valuestring, '?')) {
             snprintf(err, 256, "hybridConnections: each needs a name of 1-%d characters without '?' or '..'",
                      NAME_MAX_LEN);
             goto fail;
         }
         hubcfg_hc *h = &cfg->hcs[cfg->n_hcs];
-        if (parse_rules(cJSON_GetObjectItemCaseSensitive(it, "rules"), &h->rules, &h->nrules, name->valuestring,
-                        err) < 0)
+        if (parse_rules(cJSON_GetObjectItemCaseSensitive(it, "rules"), &h->rules, &h->nrules,
+                        name->valuestring, err) < 0)
             goto fail;
         cfg->n_hcs++; /* counted first, so that hubcfg_free takes its rules on failure */
         if (!(h->name = strdup(name->valuestring))) {

@@ -110,7 +110,7 @@ static int load_directory(idp_t *p, const char *path, char err[256])
      * groups or owners: out of memory fails the whole load. */
     int oom = !p->subs || !p->principals || !p->owners, bad = 0;
     if (!oom)
-        cJSON_ArrayForEach(it, subs) {
+        cJSON_ArrayForEach (it, subs) {
             idp_subscription *s = &p->subs[p->nsubs];
             s->id = dupstr(it, "subscriptionId", &oom);
             s->display_name = dupstr(it, "displayName", &oom);
@@ -121,7 +121,7 @@ static int load_directory(idp_t *p, const char *path, char err[256])
             }
         }
     if (!bad && !oom)
-        cJSON_ArrayForEach(it, prs) {
+        cJSON_ArrayForEach (it, prs) {
             idp_principal *r = &p->principals[p->nprincipals];
             r->name = dupstr(it, "name", &oom);
             r->type = dupstr(it, "type", &oom);
@@ -139,33 +139,34 @@ static int load_directory(idp_t *p, const char *path, char err[256])
             if (!oom && !bad && !(r->groups = calloc(ng + 1, sizeof *r->groups)))
                 oom = 1;
             if (!oom && !bad)
-                cJSON_ArrayForEach(g, gs) if (cJSON_IsString(g))
-                {
-                    if (!(r->groups[r->ngroups] = strdup(g->valuestring))) {
-                        oom = 1;
-                        break;
+                cJSON_ArrayForEach (g, gs)
+                    if (cJSON_IsString(g)) {
+                        if (!(r->groups[r->ngroups] = strdup(g->valuestring))) {
+                            oom = 1;
+                            break;
+                        }
+                        r->ngroups++;
                     }
-                    r->ngroups++;
-                }
             if (oom || bad)
                 break;
         }
     if (!bad && !oom)
-        cJSON_ArrayForEach(it, owners) if (cJSON_IsString(it))
-        {
-            if (!(p->owners[p->nowners] = strdup(it->valuestring))) {
-                oom = 1;
-                break;
+        cJSON_ArrayForEach (it, owners)
+            if (cJSON_IsString(it)) {
+                if (!(p->owners[p->nowners] = strdup(it->valuestring))) {
+                    oom = 1;
+                    break;
+                }
+                p->nowners++;
             }
-            p->nowners++;
-        }
     cJSON_Delete(root);
     if (oom) {
         snprintf(err, 256, "out of memory reading %s", path);
         return -1;
     }
     if (bad) {
-        snprintf(err, 256, "%s: each subscription needs \"subscriptionId\", each principal \"name\" and \"objectId\"",
+        snprintf(err, 256,
+                 "%s: each subscription needs \"subscriptionId\", each principal \"name\" and \"objectId\"",
                  path);
         return -1;
     }
@@ -250,9 +251,18 @@ void idp_free(idp_t *p)
     free(p);
 }
 
-const char *idp_issuer(const idp_t *p) { return p->issuer; }
-const char *idp_tenant(const idp_t *p) { return p->tenant; }
-const char *idp_jwks(const idp_t *p) { return p->jwks; }
+const char *idp_issuer(const idp_t *p)
+{
+    return p->issuer;
+}
+const char *idp_tenant(const idp_t *p)
+{
+    return p->tenant;
+}
+const char *idp_jwks(const idp_t *p)
+{
+    return p->jwks;
+}
 
 const idp_subscription *idp_subscriptions(const idp_t *p, size_t *n)
 {
@@ -280,8 +290,8 @@ static const idp_principal *find_by(const idp_t *p, const char *app_or_name)
 {
     for (size_t i = 0; i < p->nprincipals; i++) {
         const idp_principal *r = &p->principals[i];
-        if ((r->app_id && strcasecmp(r->app_id, app_or_name) == 0) || strcasecmp(r->object_id, app_or_name) == 0 ||
-            strcasecmp(r->name, app_or_name) == 0)
+        if ((r->app_id && strcasecmp(r->app_id, app_or_name) == 0) ||
+            strcasecmp(r->object_id, app_or_name) == 0 || strcasecmp(r->name, app_or_name) == 0)
             return r;
     }
     return NULL;
@@ -381,9 +391,11 @@ int idp_verify(const idp_t *p, const char *token, size_t n, const char *const *a
                char err[JWT_ERRLEN])
 {
     char iss[512];
-    if (p->ext_issuer[0] && jwt_peek_issuer(token, n, iss, sizeof iss) == 0 && strcmp(iss, p->ext_issuer) == 0) {
+    if (p->ext_issuer[0] && jwt_peek_issuer(token, n, iss, sizeof iss) == 0 &&
+        strcmp(iss, p->ext_issuer) == 0) {
         jwt_claims_free(out);
-        jwt_expect w = {.issuer = p->ext_issuer, .audience = p->ext_audience, .now = (int64_t)time(NULL), .skew = 60};
+        jwt_expect w = {
+            .issuer = p->ext_issuer, .audience = p->ext_audience, .now = (int64_t)time(NULL), .skew = 60};
         return jwt_verify(token, n, &p->ext_ks, &w, out, err);
     }
     int rc = JWT_ERR_AUDIENCE;
@@ -424,8 +436,8 @@ static void scope_to_aud(const char *scope, char *aud, size_t cap)
     }
 }
 
-static void token_answer(const idp_t *p, api_resp *resp, const idp_principal *who, const char *aud, int msi_shape,
-                         const char *client_id)
+static void token_answer(const idp_t *p, api_resp *resp, const idp_principal *who, const char *aud,
+                         int msi_shape, const char *client_id)
 {
     int64_t exp;
     char *tok = idp_mint(p, who, aud, 3600, &exp);
@@ -519,7 +531,8 @@ static void token_endpoint(idp_t *p, const api_req *req, api_resp *resp)
             return;
         }
     } else {
-        oauth_error(resp, 400, "unsupported_grant_type", "Only client_credentials and password are supported.");
+        oauth_error(resp, 400, "unsupported_grant_type",
+                    "Only client_credentials and password are supported.");
         return;
     }
     token_answer(p, resp, who, aud, 0, client_id[0] ? client_id : NULL);
@@ -529,7 +542,8 @@ static void msi_endpoint(idp_t *p, const api_req *req, api_resp *resp)
 {
     char aud[1024], id[256];
     if (!p->msi) {
-        api_error(resp, 404, "NotFound", "The managed-identity test endpoint is off (\"msiEndpoint\" in the directory).");
+        api_error(resp, 404, "NotFound",
+                  "The managed-identity test endpoint is off (\"msiEndpoint\" in the directory).");
         return;
     }
     if (!api_form(req, "resource", aud, sizeof aud) && !api_query(req, "resource", aud, sizeof aud)) {
@@ -570,7 +584,8 @@ static cJSON *graph_object(const idp_principal *r)
 {
     int user = strcmp(r->type, "User") == 0;
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "@odata.type", user ? "#microsoft.graph.user" : "#microsoft.graph.servicePrincipal");
+    cJSON_AddStringToObject(o, "@odata.type",
+                            user ? "#microsoft.graph.user" : "#microsoft.graph.servicePrincipal");
     cJSON_AddStringToObject(o, "id", r->object_id);
     cJSON_AddStringToObject(o, "displayName", r->name);
     if (user) {
@@ -632,17 +647,18 @@ static void graph(idp_t *p, const api_req *req, api_resp *resp)
     } else if (pn == 26 && !memcmp(path, "/directoryObjects/getByIds", 26) && api_method(req, "POST")) {
         cJSON *in = cJSON_ParseWithLength(req->body, req->body_len);
         const cJSON *ids = cJSON_GetObjectItemCaseSensitive(in, "ids"), *id;
-        cJSON_ArrayForEach(id, ids) if (cJSON_IsString(id))
-        {
-            const idp_principal *r = idp_find(p, id->valuestring);
-            if (r)
-                cJSON_AddItemToArray(arr, graph_object(r));
-        }
+        cJSON_ArrayForEach (id, ids)
+            if (cJSON_IsString(id)) {
+                const idp_principal *r = idp_find(p, id->valuestring);
+                if (r)
+                    cJSON_AddItemToArray(arr, graph_object(r));
+            }
         cJSON_Delete(in);
     } else {
         cJSON_Delete(out);
-        api_error(resp, 404, "Request_ResourceNotFound", "This hub serves users, servicePrincipals and "
-                                                         "directoryObjects/getByIds of Microsoft Graph only.");
+        api_error(resp, 404, "Request_ResourceNotFound",
+                  "This hub serves users, servicePrincipals and "
+                  "directoryObjects/getByIds of Microsoft Graph only.");
         return;
     }
     api_json(resp, 200, cJSON_PrintUnformatted(out));
@@ -706,8 +722,8 @@ int idp_write_dev_directory(const char *path, char err[256])
     char tenant[37], sub[37], oid[37], app[37];
     uint8_t raw[24];
     char secret[64];
-    if (enc_uuid4(tenant) || enc_uuid4(sub) || enc_uuid4(oid) || enc_uuid4(app) || enc_random(raw, sizeof raw) ||
-        enc_b64url_encode(raw, sizeof raw, secret, sizeof secret) < 0) {
+    if (enc_uuid4(tenant) || enc_uuid4(sub) || enc_uuid4(oid) || enc_uuid4(app) ||
+        enc_random(raw, sizeof raw) || enc_b64url_encode(raw, sizeof raw, secret, sizeof secret) < 0) {
         snprintf(err, 256, "no randomness");
         return -1;
     }

@@ -113,7 +113,8 @@ static int prepare_dev(const char *dir, char *cert, char *key, char *cfg, size_t
         EVP_PKEY *cak = NULL, *sk = NULL;
         X509 *ca = NULL, *sc = NULL;
         int rc = cert_make_ca("connectedk8s dev CA", 3650, &cak, &ca, err) ||
-                 cert_make_leaf(cak, ca, "localhost", "DNS:localhost,IP:127.0.0.1,IP:::1", 1, 825, &sk, &sc, err) ||
+                 cert_make_leaf(cak, ca, "localhost", "DNS:localhost,IP:127.0.0.1,IP:::1", 1, 825, &sk, &sc,
+                                err) ||
                  cert_write_pem(ca_pem, ca, NULL, err) || cert_write_pem(ca_key, NULL, cak, err) ||
                  cert_write_pem(cert, sc, NULL, err) || cert_write_pem(key, NULL, sk, err);
         EVP_PKEY_free(cak);
@@ -156,13 +157,13 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_VAL()                                                                                         \
-    do {                                                                                                   \
-        if (!val) {                                                                                        \
-            fprintf(stderr, "arc-hub: %s needs a value (see --help)\n", a);                                \
-            return 2;                                                                                      \
-        }                                                                                                  \
-        i++;                                                                                               \
+#define NEED_VAL()                                                                                           \
+    do {                                                                                                     \
+        if (!val) {                                                                                          \
+            fprintf(stderr, "arc-hub: %s needs a value (see --help)\n", a);                                  \
+            return 2;                                                                                        \
+        }                                                                                                    \
+        i++;                                                                                                 \
     } while (0)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(usage, stdout);
@@ -256,10 +257,11 @@ int main(int argc, char **argv)
                 ro.stall_ms = ms;
         } else if (!strcmp(a, "--log-level")) {
             NEED_VAL();
-            int lv = !strcmp(val, "debug") ? LOG_DEBUG : !strcmp(val, "info") ? LOG_INFO
-                                                     : !strcmp(val, "warn")   ? LOG_WARN
-                                                     : !strcmp(val, "error")  ? LOG_ERROR
-                                                                              : -1;
+            int lv = !strcmp(val, "debug")   ? LOG_DEBUG
+                     : !strcmp(val, "info")  ? LOG_INFO
+                     : !strcmp(val, "warn")  ? LOG_WARN
+                     : !strcmp(val, "error") ? LOG_ERROR
+                                             : -1;
             if (lv < 0) {
                 fprintf(stderr, "arc-hub: --log-level wants debug, info, warn or error\n");
                 return 2;
@@ -349,7 +351,10 @@ int main(int argc, char **argv)
         snprintf(url, sizeof url, "%s", public_url);
     else
         snprintf(url, sizeof url, "https://%s%s%s:%d", v6 ? "[" : "",
-                 !strcmp(host, "0.0.0.0") ? "127.0.0.1" : !strcmp(host, "::") ? "::1" : host, v6 ? "]" : "", bound);
+                 !strcmp(host, "0.0.0.0") ? "127.0.0.1"
+                 : !strcmp(host, "::")    ? "::1"
+                                          : host,
+                 v6 ? "]" : "", bound);
     store_t *store = NULL;
     if (state_path) {
         char key_path[4200];

@@ -49,9 +49,8 @@ enum reject_reason {
     RJ_COUNT
 };
 static const char *reject_names[RJ_COUNT] = {
-    "bad_request",        "unauthorized",        "forbidden",          "not_found",
-    "no_listener",        "quota",               "rate_limited",       "rendezvous_unknown",
-    "rendezvous_timeout", "listener_rejected",   "busy",
+    "bad_request",  "unauthorized",       "forbidden",          "not_found",         "no_listener", "quota",
+    "rate_limited", "rendezvous_unknown", "rendezvous_timeout", "listener_rejected", "busy",
 };
 
 typedef struct rhc rhc;
@@ -101,9 +100,9 @@ typedef struct splice_end {
     ws_dec dec;
     ws_utf8 utf8;
     int in_text;
-    int paused;       /* paused by us because the other side is full */
-    int got_close;    /* this side sent us a close frame */
-    uint8_t hdr[14];  /* header held back to share a write with its payload */
+    int paused;      /* paused by us because the other side is full */
+    int got_close;   /* this side sent us a close frame */
+    uint8_t hdr[14]; /* header held back to share a write with its payload */
     size_t hdr_len;
     uint8_t ctl[125]; /* control frame payload being collected */
     size_t ctl_len;
@@ -201,7 +200,6 @@ static void reject(relay_t *r, conn_t *c, enum reject_reason why, int status, co
     hub_reply(c, status, desc, "text/plain", desc);
 }
 
-
 static rhc *find_hc(relay_t *r, const char *path, size_t *matched)
 {
     rhc *best = NULL;
@@ -296,9 +294,7 @@ static int on_control_message(void *ud, int opcode, const uint8_t *data, size_t 
             return 1;
         }
         return 0;
-    case WS_OP_PONG:
-        l->awaiting_pong = 0;
-        return 0;
+    case WS_OP_PONG: l->awaiting_pong = 0; return 0;
     case WS_OP_CLOSE: {
         int code = len >= 2 ? (data[0] << 8 | data[1]) : WS_CLOSE_NORMAL;
         char why[32];
@@ -306,12 +302,9 @@ static int on_control_message(void *ud, int opcode, const uint8_t *data, size_t 
         listener_close(l, WS_CLOSE_NORMAL, why);
         return 1;
     }
-    case WS_OP_BINARY:
-        return 0; /* hyco-https sends a stray empty binary message; ignore */
-    case WS_OP_TEXT:
-        break;
-    default:
-        return 0;
+    case WS_OP_BINARY: return 0; /* hyco-https sends a stray empty binary message; ignore */
+    case WS_OP_TEXT: break;
+    default: return 0;
     }
     cJSON *msg = cJSON_ParseWithLength((const char *)data, len);
     const cJSON *renew = msg ? cJSON_GetObjectItemCaseSensitive(msg, "renewToken") : NULL;
@@ -353,9 +346,10 @@ static size_t listener_on_data(conn_t *c, uint8_t *data, size_t len)
     long n = ws_msg_feed(&l->msg, data, len, on_control_message, l);
     if (n < 0) {
         int code = (int)-n;
-        listener_close(l, code, code == WS_CLOSE_TOO_BIG ? "control message too large"
-                                : code == WS_CLOSE_BAD_DATA ? "invalid UTF-8"
-                                                            : "protocol error");
+        listener_close(l, code,
+                       code == WS_CLOSE_TOO_BIG    ? "control message too large"
+                       : code == WS_CLOSE_BAD_DATA ? "invalid UTF-8"
+                                                   : "protocol error");
     }
     /* A callback that closed the channel stops the feed; drop the rest. */
     return n < 0 || l->closing ? len : (size_t)n;
@@ -444,8 +438,8 @@ static void splice_abort(splice_end *from, int code_from, int code_to, const cha
 static void splice_write_failed(splice_end *from, int rc)
 {
     splice_end *to = other(from);
-    log_kv(LOG_WARN, "stream.write_failed", "id", from->s->id, "side", to == &to->s->a ? "sender" : "listener",
-           "error", conn_error(to->c, rc), NULL);
+    log_kv(LOG_WARN, "stream.write_failed", "id", from->s->id, "side",
+           to == &to->s->a ? "sender" : "listener", "error", conn_error(to->c, rc), NULL);
     conn_close(to->c, 0);
     splice_abort(from, WS_CLOSE_GOING_AWAY, 0, "peer unreachable");
 }
@@ -633,10 +627,11 @@ static const conn_cbs pending_cbs = {
 static int write_101(conn_t *c, const char *accept, const char *proto)
 {
     char resp[256];
-    int n = snprintf(resp, sizeof resp,
-                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
-                     accept, proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "", proto ? "\r\n" : "");
+    int n =
+        snprintf(resp, sizeof resp,
+                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+                 accept, proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "", proto ? "\r\n" : "");
     return conn_write(c, resp, (size_t)n);
 }
 
@@ -763,8 +758,8 @@ static void do_listen(relay_t *r, conn_t *c, const http_request *req, const char
     conn_set_cbs(c, &listener_cbs);
     char cnt[16];
     snprintf(cnt, sizeof cnt, "%d", hc->nlisteners);
-    log_kv(LOG_INFO, "listener.open", "id", l->id, "entity", hc->name, "remote", conn_peer(c), "listeners", cnt,
-           NULL);
+    log_kv(LOG_INFO, "listener.open", "id", l->id, "entity", hc->name, "remote", conn_peer(c), "listeners",
+           cnt, NULL);
 }
 
 static listener *pick_listener(rhc *hc)
@@ -790,14 +785,15 @@ static int utf8_ok(const char *p, size_t n)
     return ws_utf8_feed(&u, (const uint8_t *)p, n) == 0 && ws_utf8_done(&u) == 0;
 }
 
-static void do_connect(relay_t *r, conn_t *c, const http_request *req, const char *entity, const char *sas_host,
-                       const char *token)
+static void do_connect(relay_t *r, conn_t *c, const http_request *req, const char *entity,
+                       const char *sas_host, const char *token)
 {
     size_t matched;
     rhc *hc = find_hc(r, entity, &matched);
     int64_t exp;
-    int rc = sas_authorize(token, strlen(token), hc ? hc->rules : NULL, hc ? hc->nrules : 0, r->ns_rules,
-                           r->n_ns, sas_host, hc ? hc->name : entity, SAS_RIGHT_SEND, (int64_t)time(NULL), &exp);
+    int rc =
+        sas_authorize(token, strlen(token), hc ? hc->rules : NULL, hc ? hc->nrules : 0, r->ns_rules, r->n_ns,
+                      sas_host, hc ? hc->name : entity, SAS_RIGHT_SEND, (int64_t)time(NULL), &exp);
     char desc[160];
     if (rc != SAS_OK && sas_http_status(rc) == 401) {
         snprintf(desc, sizeof desc, "Unauthorized: %s.", sas_strerror(rc));
@@ -879,7 +875,8 @@ static void do_connect(relay_t *r, conn_t *c, const http_request *req, const cha
     if (!text || send_frame(l->c, WS_OP_TEXT, text, strlen(text)) < 0) {
         free(text);
         free(p);
-        hub_reply(c, 503, "The listener could not be reached; retry.", "text/plain", "listener unreachable\n");
+        hub_reply(c, 503, "The listener could not be reached; retry.", "text/plain",
+                  "listener unreachable\n");
         return;
     }
     free(text);
@@ -892,8 +889,8 @@ static void do_connect(relay_t *r, conn_t *c, const http_request *req, const cha
     conn_set_data(c, p);
     conn_set_cbs(c, &pending_cbs);
     conn_pause(c);
-    log_kv(LOG_INFO, "sender.accept_sent", "id", p->id, "entity", hc->name, "remote", conn_peer(c), "listener",
-           l->id, NULL);
+    log_kv(LOG_INFO, "sender.accept_sent", "id", p->id, "entity", hc->name, "remote", conn_peer(c),
+           "listener", l->id, NULL);
 }
 
 static void do_accept(relay_t *r, conn_t *c, const http_request *req, const char *entity, const char *key,
@@ -949,11 +946,13 @@ static void do_accept(relay_t *r, conn_t *c, const http_request *req, const char
     if (wrc < 0) {
         /* The listener's end cannot take its 101, nor a reply; the sender
          * hears what do_connect says when the listener is unreachable. */
-        log_kv(LOG_WARN, "stream.write_failed", "id", p->id, "side", "listener", "error", conn_error(c, wrc), NULL);
+        log_kv(LOG_WARN, "stream.write_failed", "id", p->id, "side", "listener", "error", conn_error(c, wrc),
+               NULL);
         free(s);
         conn_t *sender = pending_detach(p);
         conn_close(c, 0);
-        hub_reply(sender, 503, "The listener could not be reached; retry.", "text/plain", "listener unreachable\n");
+        hub_reply(sender, 503, "The listener could not be reached; retry.", "text/plain",
+                  "listener unreachable\n");
         return;
     }
     pending_unlink(p);
@@ -1004,12 +1003,15 @@ void relay_handle(relay_t *r, conn_t *c, const http_request *req, url_slice path
     const http_header *cn = http_find(req->headers, req->nheaders, "Connection");
     const http_header *ver = http_find(req->headers, req->nheaders, "Sec-WebSocket-Version");
     url_slice act;
-    if (!http_eq(req->method, req->method_len, "GET") || !up || !http_has_token(up->value, up->value_len, "websocket") ||
-        !cn || !http_has_token(cn->value, cn->value_len, "upgrade") || !ver || !http_eq(ver->value, ver->value_len, "13")) {
+    if (!http_eq(req->method, req->method_len, "GET") || !up ||
+        !http_has_token(up->value, up->value_len, "websocket") || !cn ||
+        !http_has_token(cn->value, cn->value_len, "upgrade") || !ver ||
+        !http_eq(ver->value, ver->value_len, "13")) {
         reject(r, c, RJ_BAD_REQUEST, 400, "A WebSocket upgrade (version 13) is required.", "", "");
         return;
     }
-    if (header_to(req, "Sec-WebSocket-Key", key, sizeof key) < 0 || ws_accept_key(key, strlen(key), (char[29]){0}) < 0) {
+    if (header_to(req, "Sec-WebSocket-Key", key, sizeof key) < 0 ||
+        ws_accept_key(key, strlen(key), (char[29]){0}) < 0) {
         reject(r, c, RJ_BAD_REQUEST, 400, "Invalid Sec-WebSocket-Key.", "", "");
         return;
     }
@@ -1022,7 +1024,8 @@ void relay_handle(relay_t *r, conn_t *c, const http_request *req, url_slice path
     }
     while (el > 0 && entity[el - 1] == '/')
         entity[--el] = '\0';
-    if (header_to(req, "Host", host, sizeof host) < 0 || url_host(host, strlen(host), sas_host, sizeof sas_host) < 0) {
+    if (header_to(req, "Host", host, sizeof host) < 0 ||
+        url_host(host, strlen(host), sas_host, sizeof sas_host) < 0) {
         reject(r, c, RJ_BAD_REQUEST, 400, "A Host header is required.", "", entity);
         return;
     }
@@ -1174,12 +1177,12 @@ void relay_tick(relay_t *r, uint64_t now)
 size_t relay_metrics(relay_t *r, char *out, size_t cap)
 {
     size_t o = 0;
-#define EMIT(...)                                                                                          \
-    do {                                                                                                   \
-        int n_ = snprintf(out + o, cap - o, __VA_ARGS__);                                                  \
-        if (n_ < 0 || (size_t)n_ >= cap - o)                                                               \
-            return o;                                                                                      \
-        o += (size_t)n_;                                                                                   \
+#define EMIT(...)                                                                                            \
+    do {                                                                                                     \
+        int n_ = snprintf(out + o, cap - o, __VA_ARGS__);                                                    \
+        if (n_ < 0 || (size_t)n_ >= cap - o)                                                                 \
+            return o;                                                                                        \
+        o += (size_t)n_;                                                                                     \
     } while (0)
     int nl = 0, nh = 0;
     for (rhc *h = r->hcs; h; h = h->next) {
@@ -1187,13 +1190,17 @@ size_t relay_metrics(relay_t *r, char *out, size_t cap)
         nh++;
     }
     EMIT("# HELP arc_relay_hybrid_connections Hybrid connections configured.\n"
-         "# TYPE arc_relay_hybrid_connections gauge\narc_relay_hybrid_connections %d\n", nh);
+         "# TYPE arc_relay_hybrid_connections gauge\narc_relay_hybrid_connections %d\n",
+         nh);
     EMIT("# HELP arc_relay_listeners Control channels open.\n# TYPE arc_relay_listeners gauge\n"
-         "arc_relay_listeners %d\n", nl);
+         "arc_relay_listeners %d\n",
+         nl);
     EMIT("# HELP arc_relay_pending_rendezvous Senders waiting for a listener to accept.\n"
-         "# TYPE arc_relay_pending_rendezvous gauge\narc_relay_pending_rendezvous %d\n", r->npend);
+         "# TYPE arc_relay_pending_rendezvous gauge\narc_relay_pending_rendezvous %d\n",
+         r->npend);
     EMIT("# HELP arc_relay_connections_active Spliced sender/listener pairs.\n"
-         "# TYPE arc_relay_connections_active gauge\narc_relay_connections_active %d\n", r->nsplices);
+         "# TYPE arc_relay_connections_active gauge\narc_relay_connections_active %d\n",
+         r->nsplices);
     EMIT("# HELP arc_relay_connections_total Rendezvous completed.\n"
          "# TYPE arc_relay_connections_total counter\narc_relay_connections_total %llu\n",
          (unsigned long long)r->conns_total);
@@ -1205,14 +1212,17 @@ size_t relay_metrics(relay_t *r, char *out, size_t cap)
             queued += conn_queued(s->b.c);
     }
     EMIT("# HELP arc_relay_queued_bytes Bytes waiting to be written to spliced peers.\n"
-         "# TYPE arc_relay_queued_bytes gauge\narc_relay_queued_bytes %zu\n", queued);
+         "# TYPE arc_relay_queued_bytes gauge\narc_relay_queued_bytes %zu\n",
+         queued);
     EMIT("# HELP arc_relay_bytes_total Payload bytes relayed.\n# TYPE arc_relay_bytes_total counter\n"
          "arc_relay_bytes_total{direction=\"sender_to_listener\"} %llu\n"
          "arc_relay_bytes_total{direction=\"listener_to_sender\"} %llu\n",
          (unsigned long long)r->bytes_s2l, (unsigned long long)r->bytes_l2s);
-    EMIT("# HELP arc_relay_rejects_total Refused requests by reason.\n# TYPE arc_relay_rejects_total counter\n");
+    EMIT("# HELP arc_relay_rejects_total Refused requests by reason.\n# TYPE arc_relay_rejects_total "
+         "counter\n");
     for (int i = 0; i < RJ_COUNT; i++)
-        EMIT("arc_relay_rejects_total{reason=\"%s\"} %llu\n", reject_names[i], (unsigned long long)r->rejects[i]);
+        EMIT("arc_relay_rejects_total{reason=\"%s\"} %llu\n", reject_names[i],
+             (unsigned long long)r->rejects[i]);
 #undef EMIT
     return o;
 }

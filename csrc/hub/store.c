@@ -14,16 +14,15 @@ struct store {
     int copy_failed; /* the last store_get's callback refused its row */
 };
 
-static const char schema_v1[] =
-    "CREATE TABLE IF NOT EXISTS docs ("
-    " id TEXT PRIMARY KEY NOT NULL,"
-    " type TEXT NOT NULL,"
-    " parent TEXT NOT NULL,"
-    " principal TEXT,"
-    " body TEXT NOT NULL,"
-    " secret TEXT);"
-    "CREATE INDEX IF NOT EXISTS docs_type_parent ON docs(type, parent);"
-    "CREATE INDEX IF NOT EXISTS docs_principal ON docs(principal);";
+static const char schema_v1[] = "CREATE TABLE IF NOT EXISTS docs ("
+                                " id TEXT PRIMARY KEY NOT NULL,"
+                                " type TEXT NOT NULL,"
+                                " parent TEXT NOT NULL,"
+                                " principal TEXT,"
+                                " body TEXT NOT NULL,"
+                                " secret TEXT);"
+                                "CREATE INDEX IF NOT EXISTS docs_type_parent ON docs(type, parent);"
+                                "CREATE INDEX IF NOT EXISTS docs_principal ON docs(principal);";
 
 static int exec(store_t *s, const char *sql)
 {
@@ -47,8 +46,8 @@ store_t *store_open(const char *path, char err[256])
         }
         close(fd);
     }
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) !=
-        SQLITE_OK) {
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                        NULL) != SQLITE_OK) {
         snprintf(err, 256, "cannot open state database %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "?");
         store_close(s);
         return NULL;
@@ -67,7 +66,8 @@ store_t *store_open(const char *path, char err[256])
     ver = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     if (ver > STORE_SCHEMA_VERSION) {
-        snprintf(err, 256, "state database %s has schema version %d; this arc-hub knows up to %d (upgrade arc-hub)",
+        snprintf(err, 256,
+                 "state database %s has schema version %d; this arc-hub knows up to %d (upgrade arc-hub)",
                  path, ver, STORE_SCHEMA_VERSION);
         store_close(s);
         return NULL;
@@ -111,9 +111,9 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v)
 int store_put(store_t *s, const store_row *r)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "INSERT OR REPLACE INTO docs(id,type,parent,principal,body,secret) VALUES(?,?,?,?,?,?)",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            s->db, "INSERT OR REPLACE INTO docs(id,type,parent,principal,body,secret) VALUES(?,?,?,?,?,?)",
+            -1, &st, NULL) != SQLITE_OK)
         return -1;
     bind_text(st, 1, r->id);
     bind_text(st, 2, r->type);

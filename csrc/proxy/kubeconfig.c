@@ -76,17 +76,18 @@ static int is_null(yaml_node_t *nd)
         return 0;
     if (nd->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return 0;
-    return nd->data.scalar.length == 0 || is_scalar(nd, "null") || is_scalar(nd, "~") || is_scalar(nd, "Null") ||
-           is_scalar(nd, "NULL");
+    return nd->data.scalar.length == 0 || is_scalar(nd, "null") || is_scalar(nd, "~") ||
+           is_scalar(nd, "Null") || is_scalar(nd, "NULL");
 }
 
 /* Strings a YAML 1.1 reader (kubectl's) would take for another type get
  * quoted; everything else stays plain like kubectl writes it. */
 static yaml_scalar_style_t style_for(const char *v)
 {
-    static const char *const special[] = {"", "~", "null", "Null", "NULL", "true", "True", "TRUE", "false", "False",
-                                          "FALSE", "yes", "Yes", "YES", "no", "No", "NO", "on", "On", "ON", "off",
-                                          "Off", "OFF", "y", "Y", "n", "N", NULL};
+    static const char *const special[] = {"",     "~",     "null",  "Null",  "NULL", "true", "True",
+                                          "TRUE", "false", "False", "FALSE", "yes",  "Yes",  "YES",
+                                          "no",   "No",    "NO",    "on",    "On",   "ON",   "off",
+                                          "Off",  "OFF",   "y",     "Y",     "n",    "N",    NULL};
     for (size_t i = 0; special[i]; i++)
         if (!strcmp(v, special[i]))
             return YAML_DOUBLE_QUOTED_SCALAR_STYLE;
@@ -142,8 +143,8 @@ static int set(yaml_document_t *d, int map, const char *k, int value)
 /* Puts `item` (a mapping with "name": name) into the list at root[list],
  * replacing an entry of the same name but keeping that entry's other keys
  * (extensions and the like). */
-static int upsert(yaml_document_t *d, int root, const char *list, const char *name, const char *main_key, int item,
-                  char err[KCFG_ERRLEN])
+static int upsert(yaml_document_t *d, int root, const char *list, const char *name, const char *main_key,
+                  int item, char err[KCFG_ERRLEN])
 {
     int seq = lookup(d, root, list, NULL);
     yaml_node_t *sn = seq ? yaml_document_get_node(d, seq) : NULL;
@@ -157,7 +158,8 @@ static int upsert(yaml_document_t *d, int root, const char *list, const char *na
         return fail(err, "the kubeconfig's \"%s\" is not a list", list);
     for (yaml_node_item_t *it = sn->data.sequence.items.start; it < sn->data.sequence.items.top; it++) {
         yaml_node_t *old = yaml_document_get_node(d, *it);
-        if (!old || old->type != YAML_MAPPING_NODE || !is_scalar(yaml_document_get_node(d, lookup(d, *it, "name", NULL)), name))
+        if (!old || old->type != YAML_MAPPING_NODE ||
+            !is_scalar(yaml_document_get_node(d, lookup(d, *it, "name", NULL)), name))
             continue;
         /* Carry over what we do not own. The pairs array may move while we
          * append, so walk it by index. */
@@ -210,7 +212,8 @@ static int blank(const char *in, size_t n)
     return 1;
 }
 
-int kcfg_merge(const char *in, size_t n, const kcfg_entry *e, char **out, size_t *out_len, char err[KCFG_ERRLEN])
+int kcfg_merge(const char *in, size_t n, const kcfg_entry *e, char **out, size_t *out_len,
+               char err[KCFG_ERRLEN])
 {
     *out = NULL;
     if (!e->cluster || !e->user || !e->context || !e->server)
@@ -246,7 +249,8 @@ int kcfg_merge(const char *in, size_t n, const kcfg_entry *e, char **out, size_t
         }
         if (r->type != YAML_MAPPING_NODE) {
             yaml_document_delete(&d);
-            return fail(err, "the kubeconfig is not a YAML mapping (apiVersion, clusters, users, contexts...)", NULL);
+            return fail(
+                err, "the kubeconfig is not a YAML mapping (apiVersion, clusters, users, contexts...)", NULL);
         }
         root = 1; /* the root is always the first node */
         /* Entries kubectl cannot read would be lost on our rewrite too. */
@@ -257,7 +261,8 @@ int kcfg_merge(const char *in, size_t n, const kcfg_entry *e, char **out, size_t
                 yaml_document_delete(&d);
                 return fail(err, "the kubeconfig's \"%s\" is not a list", lists[i]);
             }
-            for (yaml_node_item_t *it = l && l->type == YAML_SEQUENCE_NODE ? l->data.sequence.items.start : NULL;
+            for (yaml_node_item_t *it = l && l->type == YAML_SEQUENCE_NODE ? l->data.sequence.items.start
+                                                                           : NULL;
                  it && it < l->data.sequence.items.top; it++) {
                 yaml_node_t *x = yaml_document_get_node(&d, *it);
                 if (!x || x->type != YAML_MAPPING_NODE) {

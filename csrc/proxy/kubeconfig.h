@@ -22,20 +22,21 @@
 #define KCFG_ERRLEN 512
 
 typedef struct kcfg_entry {
-    const char *cluster;         /* cluster entry name */
-    const char *server;          /* https://127.0.0.1:47011 */
-    const char *ca_data;         /* base64 PEM: certificate-authority-data */
-    const char *user;            /* user entry name */
-    const char *client_cert_data;/* base64 PEM */
-    const char *client_key_data; /* base64 PEM */
-    const char *token;           /* optional bearer token for the user */
-    const char *context;         /* context entry name; becomes current-context */
-    const char *nspace;          /* optional context namespace */
+    const char *cluster;          /* cluster entry name */
+    const char *server;           /* https://127.0.0.1:47011 */
+    const char *ca_data;          /* base64 PEM: certificate-authority-data */
+    const char *user;             /* user entry name */
+    const char *client_cert_data; /* base64 PEM */
+    const char *client_key_data;  /* base64 PEM */
+    const char *token;            /* optional bearer token for the user */
+    const char *context;          /* context entry name; becomes current-context */
+    const char *nspace;           /* optional context namespace */
 } kcfg_entry;
 
 /* Merges into `in` (n bytes; n == 0 means a new file). On success *out is
  * a malloc'd NUL-terminated document. Returns 0 or -1 with err. */
-int kcfg_merge(const char *in, size_t n, const kcfg_entry *e, char **out, size_t *out_len, char err[KCFG_ERRLEN]);
+int kcfg_merge(const char *in, size_t n, const kcfg_entry *e, char **out, size_t *out_len,
+               char err[KCFG_ERRLEN]);
 /* Locks, reads, merges and atomically replaces `path`. */
 int kcfg_merge_file(const char *path, const kcfg_entry *e, char err[KCFG_ERRLEN]);
 

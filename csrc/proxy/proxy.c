@@ -70,9 +70,15 @@ struct proxy {
 static proxy_t *g_running;
 static uv_mutex_t g_lock;
 static uv_once_t g_once = UV_ONCE_INIT;
-static void init_lock(void) { uv_mutex_init(&g_lock); }
+static void init_lock(void)
+{
+    uv_mutex_init(&g_lock);
+}
 
-static int64_t now_s(void) { return (int64_t)time(NULL); }
+static int64_t now_s(void)
+{
+    return (int64_t)time(NULL);
+}
 
 static void event(proxy_t *p, const char *name, const char *detail)
 {
@@ -141,9 +147,10 @@ static void answer_status(conn_t *c, int code, const char *reason, const char *m
                       "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\","
                       "\"message\":\"%s\",\"reason\":\"%s\",\"code\":%d}",
                       msg, reason, code);
-    int hn = snprintf(head, sizeof head,
-                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
-                      code, http_reason(code), bn);
+    int hn = snprintf(
+        head, sizeof head,
+        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
+        code, http_reason(code), bn);
     (void)conn_write2(c, head, (size_t)hn, body, (size_t)bn); /* closed next either way */
     conn_close(c, 1);
 }
@@ -165,11 +172,13 @@ static void w_on_open(wsc_t *w, int status, int http_status, const char *reason)
     }
     s->p->stats->relay_refusals++;
     char msg[400];
-    const char *why = http_status == 404 ? "ServiceUnavailable" : http_status == 401 || http_status == 403 ? "Unauthorized"
-                                                                                                           : "ServiceUnavailable";
+    const char *why = http_status == 404                         ? "ServiceUnavailable"
+                      : http_status == 401 || http_status == 403 ? "Unauthorized"
+                                                                 : "ServiceUnavailable";
     if (http_status == 404)
-        snprintf(msg, sizeof msg, "AZK8S0831: no cluster agent is listening on the relay (the cluster is offline "
-                                  "or cluster-connect is disabled)");
+        snprintf(msg, sizeof msg,
+                 "AZK8S0831: no cluster agent is listening on the relay (the cluster is offline "
+                 "or cluster-connect is disabled)");
     else if (http_status == 401 || http_status == 403)
         snprintf(msg, sizeof msg, "AZK8S0832: the relay refused the credential (%d); it will be refreshed",
                  http_status);
@@ -327,7 +336,8 @@ static char *rewrite_head(proxy_t *p, const http_request *req, size_t *out_len)
                                 (int)req->target_len, req->target, req->minor_version);
     for (size_t i = 0; i < req->nheaders; i++) {
         const http_header *x = &req->headers[i];
-        if (http_eq(x->name, x->name_len, "Authorization") || http_eq(x->name, x->name_len, "Proxy-Authorization"))
+        if (http_eq(x->name, x->name_len, "Authorization") ||
+            http_eq(x->name, x->name_len, "Proxy-Authorization"))
             continue;
         memcpy(h + o, x->name, x->name_len);
         o += x->name_len;
@@ -357,7 +367,8 @@ static int refuse_bad(sess *s, int code, const char *why)
                       "\"message\":\"%s\",\"reason\":\"BadRequest\",\"code\":%d}",
                       msg, code);
     int n = snprintf(resp, sizeof resp,
-                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: "
+                     "close\r\n\r\n%s",
                      code, http_reason(code), bn, body);
     return framer_refuse(&s->fr, resp, (size_t)n, 1);
 }
@@ -391,9 +402,9 @@ static size_t k_on_data(conn_t *c, uint8_t *data, size_t len)
         if (ev == FRAMER_HEAD) {
             size_t hl;
             char *head = rewrite_head(s->p, &req, &hl);
-            const char *fail = !head ? "out of memory"
+            const char *fail = !head                                        ? "out of memory"
                                : wsc_send(s->w, WS_OP_BINARY, head, hl) < 0 ? "write to the relay failed"
-                                                                             : NULL;
+                                                                            : NULL;
             free(head);
             if (fail) {
                 sess_abort(s, fail);
@@ -594,7 +605,8 @@ static void refresh_done(uv_work_t *w, int status)
         p->backoff = 0;
         schedule_refresh(p);
         char d[160];
-        snprintf(d, sizeof d, "new relay credential valid for %llds", (long long)(p->creds.sas_expiry - now_s()));
+        snprintf(d, sizeof d, "new relay credential valid for %llds",
+                 (long long)(p->creds.sas_expiry - now_s()));
         event(p, "proxy.refreshed", d);
         /* Pooled senders were opened with the old token; they stay valid,
          * but new ones use the new token. */
@@ -604,7 +616,8 @@ static void refresh_done(uv_work_t *w, int status)
     p->backoff = p->backoff ? (p->backoff * 2 > 60 ? 60 : p->backoff * 2) : 5;
     p->next_refresh_at = now_s() + p->backoff;
     char d[PROXY_ERRLEN + 80];
-    snprintf(d, sizeof d, "AZK8S0833: credential refresh failed (%s); retrying in %ds, current credential valid for %llds",
+    snprintf(d, sizeof d,
+             "AZK8S0833: credential refresh failed (%s); retrying in %ds, current credential valid for %llds",
              p->refresh_err[0] ? p->refresh_err : "cancelled", p->backoff,
              (long long)(p->creds.sas_expiry - now_s()));
     event(p, "proxy.refresh_failed", d);
@@ -678,8 +691,10 @@ int proxy_run(const proxy_opts *o, const proxy_creds *initial, proxy_stats *stat
 {
     uv_once(&g_once, init_lock);
     memset(stats, 0, sizeof *stats);
-    if (!o->server_cert_pem || !o->server_key_pem || !o->client_ca_pem || !initial->hc[0] || !initial->relay[0]) {
-        snprintf(err, PROXY_ERRLEN, "the proxy needs session certificates, a relay and a hybrid connection name");
+    if (!o->server_cert_pem || !o->server_key_pem || !o->client_ca_pem || !initial->hc[0] ||
+        !initial->relay[0]) {
+        snprintf(err, PROXY_ERRLEN,
+                 "the proxy needs session certificates, a relay and a hybrid connection name");
         return PROXY_ERR_ARG;
     }
     proxy_t *p = calloc(1, sizeof *p);

@@ -38,12 +38,12 @@ enum {
 };
 
 typedef struct proxy_creds {
-    char relay[256];       /* host[:port]; a bare Azure Relay namespace gets .servicebus.windows.net */
-    char hc[256];          /* hybrid connection name */
+    char relay[256]; /* host[:port]; a bare Azure Relay namespace gets .servicebus.windows.net */
+    char hc[256];    /* hybrid connection name */
     char sas[SAS_MAX_TOKEN];
-    int64_t sas_expiry;    /* epoch seconds */
-    char token[16384];     /* bearer credential put on every request */
-    int64_t token_expiry;  /* epoch seconds; 0: does not expire (service-account token) */
+    int64_t sas_expiry;   /* epoch seconds */
+    char token[16384];    /* bearer credential put on every request */
+    int64_t token_expiry; /* epoch seconds; 0: does not expire (service-account token) */
 } proxy_creds;
 
 /* Runs on a worker thread; fills *out or returns -1 with a sentence. */
@@ -53,8 +53,8 @@ typedef int (*proxy_refresh_fn)(void *ud, proxy_creds *out, char err[PROXY_ERRLE
 typedef void (*proxy_event_fn)(void *ud, const char *event, const char *detail);
 
 typedef struct proxy_opts {
-    const char *host;          /* default 127.0.0.1 (and ::1 when that is free too) */
-    int port;                  /* 0 picks one */
+    const char *host; /* default 127.0.0.1 (and ::1 when that is free too) */
+    int port;         /* 0 picks one */
     const char *server_cert_pem, *server_key_pem, *client_ca_pem;
     const char *relay_ca_file; /* NULL: the system store */
     int pool;                  /* ready senders kept open (default 2; 0 disables) */
@@ -67,7 +67,8 @@ typedef struct proxy_opts {
 } proxy_opts;
 
 typedef struct proxy_stats {
-    uint64_t connections, requests, upgrades, pool_hits, pool_misses, refreshes, refresh_failures, relay_refusals;
+    uint64_t connections, requests, upgrades, pool_hits, pool_misses, refreshes, refresh_failures,
+        relay_refusals;
     int stop_signal; /* the signal that ended the run (0: proxy_stop) */
 } proxy_stats;
 

@@ -39,10 +39,10 @@ static const struct {
     const char *code, *what;
 } ERRORS[] = {
     {"AZK8S0890", "invalid argument to the native core"},
-    {"AZK8S0801", "the local proxy port is in use"},
-    {"AZK8S0802", "the local proxy could not listen"},
-    {"AZK8S0803", "TLS or certificate set-up failed"},
-    {"AZK8S0820", "the kubeconfig could not be merged"},
+    {"AZK8S0801", "the local proxy port is in use"     },
+    {"AZK8S0802", "the local proxy could not listen"   },
+    {"AZK8S0803", "TLS or certificate set-up failed"   },
+    {"AZK8S0820", "the kubeconfig could not be merged" },
 };
 enum { E_ARG, E_PORT, E_LISTEN, E_TLS, E_KUBECONFIG };
 
@@ -63,10 +63,9 @@ static PyObject *native_version(PyObject *module, PyObject *unused)
     return PyUnicode_FromString(NATIVE_VERSION);
 }
 
-PyDoc_STRVAR(sas_token_doc,
-             "sas_token(resource, key_name, key, expiry) -> str\n\n"
-             "A Shared Access Signature for `resource` (a URI) valid until `expiry`\n"
-             "(seconds since the epoch), signed with the key string `key`.");
+PyDoc_STRVAR(sas_token_doc, "sas_token(resource, key_name, key, expiry) -> str\n\n"
+                            "A Shared Access Signature for `resource` (a URI) valid until `expiry`\n"
+                            "(seconds since the epoch), signed with the key string `key`.");
 static PyObject *native_sas_token(PyObject *module, PyObject *args)
 {
     const char *resource, *key_name, *key;
@@ -74,7 +73,8 @@ static PyObject *native_sas_token(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "sssL:sas_token", &resource, &key_name, &key, &expiry))
         return NULL;
     if (!*resource || !*key_name || !*key || expiry <= 0)
-        return raise_native(module, E_ARG, "resource, key_name and key must be non-empty and expiry positive");
+        return raise_native(module, E_ARG,
+                            "resource, key_name and key must be non-empty and expiry positive");
     char out[SAS_MAX_TOKEN + 1];
     long n = sas_create(resource, key_name, key, (int64_t)expiry, out, sizeof out);
     if (n < 0)
@@ -82,11 +82,10 @@ static PyObject *native_sas_token(PyObject *module, PyObject *args)
     return PyUnicode_FromStringAndSize(out, n);
 }
 
-PyDoc_STRVAR(session_certs_doc,
-             "session_certs() -> dict\n\n"
-             "A fresh CA, a server certificate for 127.0.0.1/::1/localhost and a client\n"
-             "certificate, all PEM, valid for this proxy session only (keys never\n"
-             "leave memory except the client pair written into the kubeconfig).");
+PyDoc_STRVAR(session_certs_doc, "session_certs() -> dict\n\n"
+                                "A fresh CA, a server certificate for 127.0.0.1/::1/localhost and a client\n"
+                                "certificate, all PEM, valid for this proxy session only (keys never\n"
+                                "leave memory except the client pair written into the kubeconfig).");
 static PyObject *native_session_certs(PyObject *module, PyObject *unused)
 {
     (void)unused;
@@ -144,10 +143,11 @@ static PyObject *native_agent_identity(PyObject *module, PyObject *unused)
 static int entry_from_dict(PyObject *d, kcfg_entry *e)
 {
     memset(e, 0, sizeof *e);
-    static const char *const names[] = {"cluster", "server", "ca_data", "user", "client_cert_data",
-                                        "client_key_data", "token", "context", "namespace"};
-    const char **slots[] = {&e->cluster, &e->server, &e->ca_data, &e->user, &e->client_cert_data,
-                            &e->client_key_data, &e->token, &e->context, &e->nspace};
+    static const char *const names[] = {"cluster", "server",           "ca_data",
+                                        "user",    "client_cert_data", "client_key_data",
+                                        "token",   "context",          "namespace"};
+    const char **slots[] = {&e->cluster,         &e->server, &e->ca_data, &e->user,  &e->client_cert_data,
+                            &e->client_key_data, &e->token,  &e->context, &e->nspace};
     if (!PyDict_Check(d)) {
         PyErr_SetString(PyExc_TypeError, "entry must be a dict");
         return -1;
@@ -179,12 +179,16 @@ static PyObject *native_merge_kubeconfig(PyObject *module, PyObject *args)
         return NULL;
     char err[KCFG_ERRLEN];
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = kcfg_merge_file(path, &e, err);
-    Py_END_ALLOW_THREADS if (rc < 0) return raise_native(module, E_KUBECONFIG, err);
+    Py_BEGIN_ALLOW_THREADS
+    rc = kcfg_merge_file(path, &e, err);
+    Py_END_ALLOW_THREADS
+    if (rc < 0)
+        return raise_native(module, E_KUBECONFIG, err);
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(render_kubeconfig_doc, "render_kubeconfig(entry) -> str\n\nA standalone kubeconfig holding `entry`.");
+PyDoc_STRVAR(render_kubeconfig_doc,
+             "render_kubeconfig(entry) -> str\n\nA standalone kubeconfig holding `entry`.");
 static PyObject *native_render_kubeconfig(PyObject *module, PyObject *args)
 {
     PyObject *d;
@@ -307,15 +311,14 @@ static void cb_ready(void *ud, int port)
     PyGILState_Release(g);
 }
 
-PyDoc_STRVAR(run_proxy_doc,
-             "run_proxy(config, creds, on_ready=None, refresh=None, on_event=None) -> dict\n\n"
-             "Runs the local proxy until Ctrl+C (SIGINT) or SIGTERM, with the GIL released.\n"
-             "config: port, server_cert, server_key, client_ca, relay_ca (or None), pool,\n"
-             "refresh_margin. creds: relay, hc, sas, sas_expiry, token, token_expiry.\n"
-             "on_ready(port) runs once the port accepts connections; refresh() runs on a\n"
-             "worker thread before credentials expire and returns a new creds dict;\n"
-             "on_event(name, detail) reports refreshes and relay refusals. Returns\n"
-             "counters (connections, requests, pool_hits...) and the stopping signal.");
+PyDoc_STRVAR(run_proxy_doc, "run_proxy(config, creds, on_ready=None, refresh=None, on_event=None) -> dict\n\n"
+                            "Runs the local proxy until Ctrl+C (SIGINT) or SIGTERM, with the GIL released.\n"
+                            "config: port, server_cert, server_key, client_ca, relay_ca (or None), pool,\n"
+                            "refresh_margin. creds: relay, hc, sas, sas_expiry, token, token_expiry.\n"
+                            "on_ready(port) runs once the port accepts connections; refresh() runs on a\n"
+                            "worker thread before credentials expire and returns a new creds dict;\n"
+                            "on_event(name, detail) reports refreshes and relay refusals. Returns\n"
+                            "counters (connections, requests, pool_hits...) and the stopping signal.");
 static PyObject *native_run_proxy(PyObject *module, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"config", "creds", "on_ready", "refresh", "on_event", NULL};
@@ -335,7 +338,8 @@ static PyObject *native_run_proxy(PyObject *module, PyObject *args, PyObject *kw
         return PyErr_NoMemory();
     if (!PyDict_Check(cfg) || creds_from_dict(cd, creds) < 0) {
         free(creds);
-        return raise_native(module, E_ARG, "config and creds must be dicts with relay, hc, sas and sas_expiry");
+        return raise_native(module, E_ARG,
+                            "config and creds must be dicts with relay, hc, sas and sas_expiry");
     }
     proxy_opts o = {0};
     int ok = 1;
@@ -343,10 +347,12 @@ static PyObject *native_run_proxy(PyObject *module, PyObject *args, PyObject *kw
     o.pool = PyDict_GetItemString(cfg, "pool") ? (int)get_ll(cfg, "pool", &ok) : 2;
     o.refresh_margin = (int)get_ll(cfg, "refresh_margin", &ok);
     PyObject *v;
-    const char **strs[] = {&o.server_cert_pem, &o.server_key_pem, &o.client_ca_pem, &o.relay_ca_file, &o.host};
+    const char **strs[] = {&o.server_cert_pem, &o.server_key_pem, &o.client_ca_pem, &o.relay_ca_file,
+                           &o.host};
     const char *keys[] = {"server_cert", "server_key", "client_ca", "relay_ca", "host"};
     for (int i = 0; i < 5; i++)
-        if ((v = PyDict_GetItemString(cfg, keys[i])) && v != Py_None && !(*strs[i] = PyUnicode_AsUTF8AndSize(v, NULL)))
+        if ((v = PyDict_GetItemString(cfg, keys[i])) && v != Py_None &&
+            !(*strs[i] = PyUnicode_AsUTF8AndSize(v, NULL)))
             ok = 0;
     if (!ok || o.port < 0 || o.port > 65535) {
         free(creds);
@@ -365,22 +371,26 @@ static PyObject *native_run_proxy(PyObject *module, PyObject *args, PyObject *kw
     sigaction(SIGINT, NULL, &old_int);
     sigaction(SIGTERM, NULL, &old_term);
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = proxy_run(&o, creds, &st, err);
-    Py_END_ALLOW_THREADS sigaction(SIGINT, &old_int, NULL);
+    Py_BEGIN_ALLOW_THREADS
+    rc = proxy_run(&o, creds, &st, err);
+    Py_END_ALLOW_THREADS
+    sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     OPENSSL_cleanse(creds, sizeof *creds);
     free(creds);
     if (rc != PROXY_OK)
-        return raise_native(module, rc == PROXY_ERR_PORT_IN_USE ? E_PORT : rc == PROXY_ERR_TLS ? E_TLS
-                                                                    : rc == PROXY_ERR_LISTEN ? E_LISTEN
-                                                                                             : E_ARG,
+        return raise_native(module,
+                            rc == PROXY_ERR_PORT_IN_USE ? E_PORT
+                            : rc == PROXY_ERR_TLS       ? E_TLS
+                            : rc == PROXY_ERR_LISTEN    ? E_LISTEN
+                                                        : E_ARG,
                             err);
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:i}", "connections", (unsigned long long)st.connections,
-                         "requests", (unsigned long long)st.requests, "upgrades", (unsigned long long)st.upgrades,
-                         "pool_hits", (unsigned long long)st.pool_hits, "pool_misses",
-                         (unsigned long long)st.pool_misses, "refreshes", (unsigned long long)st.refreshes,
-                         "refresh_failures", (unsigned long long)st.refresh_failures, "relay_refusals",
-                         (unsigned long long)st.relay_refusals, "signal", st.stop_signal);
+    return Py_BuildValue(
+        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:i}", "connections", (unsigned long long)st.connections,
+        "requests", (unsigned long long)st.requests, "upgrades", (unsigned long long)st.upgrades, "pool_hits",
+        (unsigned long long)st.pool_hits, "pool_misses", (unsigned long long)st.pool_misses, "refreshes",
+        (unsigned long long)st.refreshes, "refresh_failures", (unsigned long long)st.refresh_failures,
+        "relay_refusals", (unsigned long long)st.relay_refusals, "signal", st.stop_signal);
 }
 
 PyDoc_STRVAR(stop_proxy_doc, "stop_proxy() -> None\n\nAsks a running proxy (any thread) to stop.");
@@ -392,15 +402,15 @@ static PyObject *native_stop_proxy(PyObject *module, PyObject *unused)
 }
 
 static PyMethodDef native_methods[] = {
-    {"session_certs", native_session_certs, METH_NOARGS, session_certs_doc},
-    {"agent_identity", native_agent_identity, METH_NOARGS, agent_identity_doc},
-    {"merge_kubeconfig", native_merge_kubeconfig, METH_VARARGS, merge_kubeconfig_doc},
-    {"render_kubeconfig", native_render_kubeconfig, METH_VARARGS, render_kubeconfig_doc},
-    {"run_proxy", (PyCFunction)(void (*)(void))native_run_proxy, METH_VARARGS | METH_KEYWORDS, run_proxy_doc},
-    {"stop_proxy", native_stop_proxy, METH_NOARGS, stop_proxy_doc},
-    {"version", native_version, METH_NOARGS, version_doc},
-    {"sas_token", native_sas_token, METH_VARARGS, sas_token_doc},
-    {NULL, NULL, 0, NULL},
+    {"session_certs",     native_session_certs,                          METH_NOARGS,                  session_certs_doc    },
+    {"agent_identity",    native_agent_identity,                         METH_NOARGS,                  agent_identity_doc   },
+    {"merge_kubeconfig",  native_merge_kubeconfig,                       METH_VARARGS,                 merge_kubeconfig_doc },
+    {"render_kubeconfig", native_render_kubeconfig,                      METH_VARARGS,                 render_kubeconfig_doc},
+    {"run_proxy",         (PyCFunction)(void (*)(void))native_run_proxy, METH_VARARGS | METH_KEYWORDS, run_proxy_doc        },
+    {"stop_proxy",        native_stop_proxy,                             METH_NOARGS,                  stop_proxy_doc       },
+    {"version",           native_version,                                METH_NOARGS,                  version_doc          },
+    {"sas_token",         native_sas_token,                              METH_VARARGS,                 sas_token_doc        },
+    {NULL,                NULL,                                          0,                            NULL                 },
 };
 
 static int native_exec(PyObject *module)
@@ -438,7 +448,7 @@ static void native_free(void *module)
 
 static PyModuleDef_Slot native_slots[] = {
     {Py_mod_exec, native_exec},
-    {0, NULL},
+    {0,           NULL       },
 };
 
 static struct PyModuleDef native_module = {

@@ -13,58 +13,58 @@
 static int check_count;
 static const char *check_name = "";
 
-#define CHECK(cond)                                                                                        \
-    do {                                                                                                   \
-        check_count++;                                                                                     \
-        if (!(cond)) {                                                                                     \
-            fprintf(stderr, "%s:%d: %s: CHECK(%s) failed\n", __FILE__, __LINE__, check_name, #cond);       \
-            exit(1);                                                                                       \
-        }                                                                                                  \
+#define CHECK(cond)                                                                                          \
+    do {                                                                                                     \
+        check_count++;                                                                                       \
+        if (!(cond)) {                                                                                       \
+            fprintf(stderr, "%s:%d: %s: CHECK(%s) failed\n", __FILE__, __LINE__, check_name, #cond);         \
+            exit(1);                                                                                         \
+        }                                                                                                    \
     } while (0)
 
-#define CHECK_EQ(a, b)                                                                                     \
-    do {                                                                                                   \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                                \
-        check_count++;                                                                                     \
-        if (a_ != b_) {                                                                                    \
-            fprintf(stderr, "%s:%d: %s: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, check_name, \
-                    #a, #b, a_, b_);                                                                       \
-            exit(1);                                                                                       \
-        }                                                                                                  \
+#define CHECK_EQ(a, b)                                                                                       \
+    do {                                                                                                     \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                                  \
+        check_count++;                                                                                       \
+        if (a_ != b_) {                                                                                      \
+            fprintf(stderr, "%s:%d: %s: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, check_name,    \
+                    #a, #b, a_, b_);                                                                         \
+            exit(1);                                                                                         \
+        }                                                                                                    \
     } while (0)
 
-#define CHECK_STR(a, b)                                                                                    \
-    do {                                                                                                   \
-        const char *a_ = (a), *b_ = (b);                                                                   \
-        check_count++;                                                                                     \
-        if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                                           \
-            fprintf(stderr, "%s:%d: %s: %s == %s failed: \"%s\" != \"%s\"\n", __FILE__, __LINE__,         \
-                    check_name, #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");                           \
-            exit(1);                                                                                       \
-        }                                                                                                  \
+#define CHECK_STR(a, b)                                                                                      \
+    do {                                                                                                     \
+        const char *a_ = (a), *b_ = (b);                                                                     \
+        check_count++;                                                                                       \
+        if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                                             \
+            fprintf(stderr, "%s:%d: %s: %s == %s failed: \"%s\" != \"%s\"\n", __FILE__, __LINE__,            \
+                    check_name, #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");                             \
+            exit(1);                                                                                         \
+        }                                                                                                    \
     } while (0)
 
-#define CHECK_MEM(p, n, lit)                                                                               \
-    do {                                                                                                   \
-        check_count++;                                                                                     \
-        if ((size_t)(n) != strlen(lit) || memcmp((p), (lit), (size_t)(n)) != 0) {                         \
-            fprintf(stderr, "%s:%d: %s: slice \"%.*s\" != \"%s\"\n", __FILE__, __LINE__, check_name,      \
-                    (int)(n), (const char *)(p), lit);                                                     \
-            exit(1);                                                                                       \
-        }                                                                                                  \
+#define CHECK_MEM(p, n, lit)                                                                                 \
+    do {                                                                                                     \
+        check_count++;                                                                                       \
+        if ((size_t)(n) != strlen(lit) || memcmp((p), (lit), (size_t)(n)) != 0) {                            \
+            fprintf(stderr, "%s:%d: %s: slice \"%.*s\" != \"%s\"\n", __FILE__, __LINE__, check_name,         \
+                    (int)(n), (const char *)(p), lit);                                                       \
+            exit(1);                                                                                         \
+        }                                                                                                    \
     } while (0)
 
-#define TEST(fn)                                                                                           \
-    do {                                                                                                   \
-        check_name = #fn;                                                                                  \
-        fn();                                                                                              \
-        tests_run++;                                                                                       \
+#define TEST(fn)                                                                                             \
+    do {                                                                                                     \
+        check_name = #fn;                                                                                    \
+        fn();                                                                                                \
+        tests_run++;                                                                                         \
     } while (0)
 
-#define TEST_MAIN_END()                                                                                    \
-    do {                                                                                                   \
-        printf("%s: %d passed, 0 failed (%d checks)\n", __FILE__, tests_run, check_count);                \
-        return 0;                                                                                          \
+#define TEST_MAIN_END()                                                                                      \
+    do {                                                                                                     \
+        printf("%s: %d passed, 0 failed (%d checks)\n", __FILE__, tests_run, check_count);                   \
+        return 0;                                                                                            \
     } while (0)
 
 /* Copies n bytes so that they end exactly where an unreadable page

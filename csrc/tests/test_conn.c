@@ -55,7 +55,10 @@ static size_t echo_data(conn_t *c, uint8_t *d, size_t n)
         max_queued = conn_queued(c);
     return n;
 }
-static void echo_drain(conn_t *c) { conn_resume(c); }
+static void echo_drain(conn_t *c)
+{
+    conn_resume(c);
+}
 static void echo_close(conn_t *c, int err)
 {
     (void)c;
@@ -296,8 +299,8 @@ static void parse_addr(void)
     CHECK_STR(err, "'999.1.1.1:1' is not an IP address and port; use e.g. 127.0.0.1:1");
     CHECK_EQ(conn_parse_addr("[fe80::zz]:80", host, sizeof host, &port, err), -1);
     CHECK_STR(err, "'[fe80::zz]:80' is not an IP address and port; use e.g. 127.0.0.1:80");
-    static const char *no_port[] = {"127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1: 80",
-                                    "127.0.0.1:80x", "127.0.0.1:99999999999999999999"};
+    static const char *no_port[] = {"127.0.0.1:",    "127.0.0.1:65536", "127.0.0.1:-1",
+                                    "127.0.0.1: 80", "127.0.0.1:80x",   "127.0.0.1:99999999999999999999"};
     for (size_t i = 0; i < sizeof no_port / sizeof *no_port; i++) {
         CHECK_EQ(conn_parse_addr(no_port[i], host, sizeof host, &port, err), -1);
         CHECK(strstr(err, "has no port in 0..65535") != NULL);

@@ -11,7 +11,8 @@ static void b64_roundtrip(void)
     for (int i = 0; i < 7; i++) {
         char enc[32];
         uint8_t dec[32];
-        CHECK_EQ(enc_b64_encode((const uint8_t *)in[i], strlen(in[i]), enc, sizeof enc), (long)strlen(out[i]));
+        CHECK_EQ(enc_b64_encode((const uint8_t *)in[i], strlen(in[i]), enc, sizeof enc),
+                 (long)strlen(out[i]));
         CHECK_STR(enc, out[i]);
         long n = enc_b64_decode(enc, strlen(enc), dec, sizeof dec);
         CHECK_EQ(n, (long)strlen(in[i]));

@@ -132,11 +132,13 @@ static void pipelined_in_order(void)
 {
     drv d;
     drv_init(&d);
-    client(&d, "GET /a HTTP/1.1\r\nHost: k\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzGET /c HTTP/1.1\r\n\r\n");
+    client(&d, "GET /a HTTP/1.1\r\nHost: k\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzGET /c "
+               "HTTP/1.1\r\n\r\n");
     up_is(&d, "<H:/a><H:/b>xyz<H:/c>");
     CHECK_EQ(framer_inflight(&d.f), 3);
     CHECK_EQ(server(&d, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nA1"), FRAMER_MORE);
-    CHECK_EQ(server(&d, "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nB1\r\n0\r\n\r\n"), FRAMER_MORE);
+    CHECK_EQ(server(&d, "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nB1\r\n0\r\n\r\n"),
+             FRAMER_MORE);
     CHECK_EQ(framer_inflight(&d.f), 1);
     CHECK_EQ(server(&d, "HTTP/1.1 204 No Content\r\n\r\n"), FRAMER_MORE);
     CHECK_EQ(framer_inflight(&d.f), 0);
@@ -147,7 +149,8 @@ static void refusal_waits_for_earlier_answers(void)
 {
     drv d;
     drv_init(&d);
-    client(&d, "GET /a HTTP/1.1\r\n\r\nPUT /refuse HTTP/1.1\r\nContent-Length: 5\r\n\r\nbody!GET /c HTTP/1.1\r\n\r\n");
+    client(&d, "GET /a HTTP/1.1\r\n\r\nPUT /refuse HTTP/1.1\r\nContent-Length: 5\r\n\r\nbody!GET /c "
+               "HTTP/1.1\r\n\r\n");
     /* the refused head and its body never go up; /c does */
     up_is(&d, "<H:/a><H:/c>");
     /* nothing is answered before /a's answer is complete */
@@ -158,7 +161,9 @@ static void refusal_waits_for_earlier_answers(void)
     CHECK_EQ(server(&d, "AAA"), FRAMER_MORE);
     down_is(&d, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nAAAA[403]");
     CHECK_EQ(server(&d, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nC"), FRAMER_MORE);
-    down_is(&d, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nAAAA[403]HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nC");
+    down_is(
+        &d,
+        "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nAAAA[403]HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nC");
     framer_free(&d.f);
 }
 
@@ -166,7 +171,8 @@ static void refused_chunked_body_is_dropped(void)
 {
     drv d;
     drv_init(&d);
-    client(&d, "POST /refuse HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nGET \r\n0\r\n\r\nGET /ok HTTP/1.1\r\n\r\n");
+    client(&d, "POST /refuse HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nGET \r\n0\r\n\r\nGET /ok "
+               "HTTP/1.1\r\n\r\n");
     up_is(&d, "<H:/ok>");
     CHECK_EQ(server(&d, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), FRAMER_MORE);
     down_is(&d, "[403]HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
@@ -201,15 +207,17 @@ static void upgrade_101_becomes_a_pipe(void)
 {
     drv d;
     drv_init(&d);
-    client(&d, "GET /a HTTP/1.1\r\n\r\nGET /exec HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
-               "\x82\x05hello GET /x HTTP/1.1\r\n\r\n");
+    client(&d,
+           "GET /a HTTP/1.1\r\n\r\nGET /exec HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+           "\x82\x05hello GET /x HTTP/1.1\r\n\r\n");
     up_is(&d, "<H:/a><H:/exec>");
     CHECK_EQ(d.last, FRAMER_HOLD);
     /* the answer to /a does not release anything: /exec's is still due */
     CHECK_EQ(server(&d, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), FRAMER_MORE);
     up_is(&d, "<H:/a><H:/exec>");
     CHECK(!framer_piped(&d.f));
-    CHECK_EQ(server(&d, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x01z"), FRAMER_MORE);
+    CHECK_EQ(server(&d, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x01z"),
+             FRAMER_MORE);
     CHECK(framer_piped(&d.f));
     /* after the 101 the held bytes are the pipe's first bytes, verbatim */
     up_is(&d, "<H:/a><H:/exec>\x82\x05hello GET /x HTTP/1.1\r\n\r\n");
@@ -222,7 +230,8 @@ static void interim_answers_and_head(void)
 {
     drv d;
     drv_init(&d);
-    client(&d, "HEAD /h HTTP/1.1\r\n\r\nPOST /p HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+    client(&d,
+           "HEAD /h HTTP/1.1\r\n\r\nPOST /p HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
     up_is(&d, "<H:/h><H:/p>");
     /* a HEAD answer's Content-Length describes no body */
     CHECK_EQ(server(&d, "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n"), FRAMER_MORE);
@@ -244,19 +253,19 @@ static void bad_framing_is_refused_and_ends_the_stream(void)
         const char *req;
         int status;
     } cases[] = {
-        {"POST /x HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
-        {"POST /x HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400},
-        {"GET /x HTTP/1.1\r\nX-A: 1\r\n folded\r\n\r\n", 400},
-        {"GET /x HTTP/1.1\nHost: k\r\n\r\n", 400},
-        {"GET /x HTTP/1.1\r\nBad Name: v\r\n\r\n", 400},
-        {"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
-        {"GET https://evil/api HTTP/1.1\r\n\r\n", 400},
-        {"CONNECT kubernetes:443 HTTP/1.1\r\n\r\n", 400},
-        {"CONNECT /x HTTP/1.1\r\n\r\n", 400},
-        {"GET * HTTP/1.1\r\n\r\n", 400},
+        {"POST /x HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",                  400},
+        {"POST /x HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",                           400},
+        {"GET /x HTTP/1.1\r\nX-A: 1\r\n folded\r\n\r\n",                                                 400},
+        {"GET /x HTTP/1.1\nHost: k\r\n\r\n",                                                             400},
+        {"GET /x HTTP/1.1\r\nBad Name: v\r\n\r\n",                                                       400},
+        {"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",                                       400},
+        {"GET https://evil/api HTTP/1.1\r\n\r\n",                                                        400},
+        {"CONNECT kubernetes:443 HTTP/1.1\r\n\r\n",                                                      400},
+        {"CONNECT /x HTTP/1.1\r\n\r\n",                                                                  400},
+        {"GET * HTTP/1.1\r\n\r\n",                                                                       400},
         {"GET /exec HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 4\r\n\r\n", 400},
-        {"POST /x HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 400},
-        {"GARBAGE\x01\x02\r\n\r\n", 400},
+        {"POST /x HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",                                 400},
+        {"GARBAGE\x01\x02\r\n\r\n",                                                                      400},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         drv d;

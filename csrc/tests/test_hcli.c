@@ -32,7 +32,8 @@ static size_t srv_data(conn_t *c, uint8_t *d, size_t n)
         conn_write(c, a, (size_t)al);
         conn_close(c, 1);
     } else if (req.target_len == 8 && memcmp(req.target, "/chunked", 8) == 0) {
-        const char *a = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        const char *a =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
         conn_write(c, a, strlen(a));
         conn_close(c, 1);
     } else if (req.target_len == 4 && memcmp(req.target, "/big", 4) == 0) {

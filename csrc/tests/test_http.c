@@ -50,16 +50,16 @@ static void request_bad(void)
 {
     http_request r;
     const char *bad[] = {
-        "GET / HTTP/1.1\nHost: a\n\n\r\n\r\n",          /* bare LF */
-        "GET / HTTP/1.1\r\nHost : a\r\n\r\n",           /* space before colon */
-        "GET / HTTP/1.1\r\n folded\r\n\r\n",            /* obs-fold */
-        "GET / HTTP/2.0\r\n\r\n",                       /* not HTTP/1.x */
-        "GET  / HTTP/1.1\r\n\r\n",                      /* empty target */
-        "G(T / HTTP/1.1\r\n\r\n",                       /* bad method char */
-        "GET / HTTP/1.1\r\nNoColon\r\n\r\n",            /* header without colon */
-        "GET / HTTP/1.1\r\nA: b\x01\r\n\r\n",           /* control char in value */
-        "GET /a\x7f HTTP/1.1\r\n\r\n",                  /* DEL in target */
-        "\r\n\r\n",                                     /* empty request line */
+        "GET / HTTP/1.1\nHost: a\n\n\r\n\r\n", /* bare LF */
+        "GET / HTTP/1.1\r\nHost : a\r\n\r\n",  /* space before colon */
+        "GET / HTTP/1.1\r\n folded\r\n\r\n",   /* obs-fold */
+        "GET / HTTP/2.0\r\n\r\n",              /* not HTTP/1.x */
+        "GET  / HTTP/1.1\r\n\r\n",             /* empty target */
+        "G(T / HTTP/1.1\r\n\r\n",              /* bad method char */
+        "GET / HTTP/1.1\r\nNoColon\r\n\r\n",   /* header without colon */
+        "GET / HTTP/1.1\r\nA: b\x01\r\n\r\n",  /* control char in value */
+        "GET /a\x7f HTTP/1.1\r\n\r\n",         /* DEL in target */
+        "\r\n\r\n",                            /* empty request line */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         int rc = parse_req_guarded(bad[i], &r);
@@ -181,10 +181,10 @@ static void chunked(void)
         CHECK(done);
     }
     int done;
-    CHECK_EQ(chunked_collect("5\r\nhelloX\r\n", 64, out, 63, &done), HTTP_BAD);   /* missing CRLF */
-    CHECK_EQ(chunked_collect("g\r\n", 64, out, 63, &done), HTTP_BAD);            /* not hex */
+    CHECK_EQ(chunked_collect("5\r\nhelloX\r\n", 64, out, 63, &done), HTTP_BAD); /* missing CRLF */
+    CHECK_EQ(chunked_collect("g\r\n", 64, out, 63, &done), HTTP_BAD);           /* not hex */
     CHECK_EQ(chunked_collect("ffffffffffffffff\r\n", 64, out, 63, &done), HTTP_TOO_LARGE);
-    CHECK_EQ(chunked_collect("5\nhello\r\n", 64, out, 63, &done), HTTP_BAD);     /* bare LF */
+    CHECK_EQ(chunked_collect("5\nhello\r\n", 64, out, 63, &done), HTTP_BAD); /* bare LF */
     CHECK_EQ(chunked_collect("0\r\n\r\n", 64, out, 63, &done), 0);
     CHECK(done);
 }

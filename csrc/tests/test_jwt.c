@@ -53,8 +53,8 @@ static char *make_jwks(void)
 static char *sign(const char *alg, const char *kid, const char *payload, EVP_PKEY *key)
 {
     char hdr[256], h64[512], p64[4096], s64[1024];
-    snprintf(hdr, sizeof hdr, "{\"alg\":\"%s\",\"typ\":\"JWT\"%s%s%s}", alg, kid ? ",\"kid\":\"" : "", kid ? kid : "",
-             kid ? "\"" : "");
+    snprintf(hdr, sizeof hdr, "{\"alg\":\"%s\",\"typ\":\"JWT\"%s%s%s}", alg, kid ? ",\"kid\":\"" : "",
+             kid ? kid : "", kid ? "\"" : "");
     b64u((const uint8_t *)hdr, strlen(hdr), h64, sizeof h64);
     b64u((const uint8_t *)payload, strlen(payload), p64, sizeof p64);
     char *signing = malloc(8192);
@@ -91,10 +91,11 @@ static char *sign(const char *alg, const char *kid, const char *payload, EVP_PKE
 static char payload[2048];
 static const char *claims(int64_t exp, int64_t nbf, const char *aud, const char *extra)
 {
-    snprintf(payload, sizeof payload,
-             "{\"iss\":\"https://issuer.test/t1/v2.0\",\"aud\":%s,\"exp\":%lld,\"nbf\":%lld,\"iat\":%lld,"
-             "\"oid\":\"0000-oid\",\"sub\":\"subject\",\"tid\":\"t1\",\"preferred_username\":\"ann@example\"%s}",
-             aud, (long long)exp, (long long)nbf, (long long)nbf, extra ? extra : "");
+    snprintf(
+        payload, sizeof payload,
+        "{\"iss\":\"https://issuer.test/t1/v2.0\",\"aud\":%s,\"exp\":%lld,\"nbf\":%lld,\"iat\":%lld,"
+        "\"oid\":\"0000-oid\",\"sub\":\"subject\",\"tid\":\"t1\",\"preferred_username\":\"ann@example\"%s}",
+        aud, (long long)exp, (long long)nbf, (long long)nbf, extra ? extra : "");
     return payload;
 }
 
@@ -121,8 +122,8 @@ static void setup(void)
 static void valid_tokens(void)
 {
     jwt_claims c;
-    char *t = sign("RS256", "r1", claims(now + 600, now - 10, "\"api://agent\"",
-                                        ",\"groups\":[\"g1\",\"g2\"]"), rsa);
+    char *t = sign("RS256", "r1",
+                   claims(now + 600, now - 10, "\"api://agent\"", ",\"groups\":[\"g1\",\"g2\"]"), rsa);
     CHECK_EQ(verify(t, &c), JWT_OK);
     CHECK_STR(c.oid, "0000-oid");
     CHECK_STR(c.name, "ann@example");
@@ -131,8 +132,9 @@ static void valid_tokens(void)
     CHECK(!c.groups_overage);
     jwt_claims_free(&c);
     free(t);
-    t = sign("ES256", "e1", claims(now + 600, now, "[\"other\",\"api://agent\"]",
-                                  ",\"_claim_names\":{\"groups\":\"src1\"}"), ec);
+    t = sign("ES256", "e1",
+             claims(now + 600, now, "[\"other\",\"api://agent\"]", ",\"_claim_names\":{\"groups\":\"src1\"}"),
+             ec);
     CHECK_EQ(verify(t, &c), JWT_OK);
     CHECK(c.groups_overage);
     jwt_claims_free(&c);
@@ -151,17 +153,18 @@ static void refusals(void)
         char *tok;
         int want;
     } cases[] = {
-        {sign("RS256", "r1", claims(now + 600, now, "\"api://other\"", NULL), rsa), JWT_ERR_AUDIENCE},
-        {sign("RS256", "r1", claims(now - 120, now - 600, "\"api://agent\"", NULL), rsa), JWT_ERR_EXPIRED},
-        {sign("RS256", "r1", claims(now + 900, now + 600, "\"api://agent\"", NULL), rsa), JWT_ERR_NOT_YET_VALID},
-        {sign("RS256", "r9", claims(now + 600, now, "\"api://agent\"", NULL), rsa), JWT_ERR_UNKNOWN_KEY},
-        {sign("RS256", "r1", claims(now + 600, now, "\"api://agent\"", NULL), rsa_other), JWT_ERR_SIGNATURE},
-        {sign("none", "r1", claims(now + 600, now, "\"api://agent\"", NULL), NULL), JWT_ERR_ALG},
-        {sign("HS256", "r1", claims(now + 600, now, "\"api://agent\"", NULL), NULL), JWT_ERR_ALG},
-        {sign("ES256", "r1", claims(now + 600, now, "\"api://agent\"", NULL), ec), JWT_ERR_UNKNOWN_KEY},
-        {strdup("a.b"), JWT_ERR_MALFORMED},
-        {strdup("eyJhbGciOiJSUzI1NiJ9.e30."), JWT_ERR_UNKNOWN_KEY}, /* no kid, several keys */
-        {strdup("eyJhbGciOiJSUzI1NiIsImtpZCI6InIxIn0.e30."), JWT_ERR_SIGNATURE},
+        {sign("RS256", "r1",            claims(now + 600, now, "\"api://other\"", NULL), rsa), JWT_ERR_AUDIENCE},
+        {sign("RS256",         "r1",       claims(now - 120, now - 600, "\"api://agent\"", NULL), rsa), JWT_ERR_EXPIRED},
+        {sign("RS256",        "r1",       claims(now + 900, now + 600, "\"api://agent\"", NULL), rsa),
+         JWT_ERR_NOT_YET_VALID},
+        {sign("RS256", "r9",    claims(now + 600, now, "\"api://agent\"", NULL), rsa), JWT_ERR_UNKNOWN_KEY},
+        {sign("RS256",   "r1", claims(now + 600, now, "\"api://agent\"", NULL), rsa_other), JWT_ERR_SIGNATURE},
+        {sign("none",        "r1",        claims(now + 600, now, "\"api://agent\"", NULL), NULL), JWT_ERR_ALG},
+        {sign("HS256", "r1",     claims(now + 600, now, "\"api://agent\"", NULL), NULL), JWT_ERR_ALG},
+        {sign("ES256",   "r1", claims(now + 600, now, "\"api://agent\"", NULL), ec), JWT_ERR_UNKNOWN_KEY},
+        {strdup("a.b"),        JWT_ERR_MALFORMED        },
+        {strdup("eyJhbGciOiJSUzI1NiJ9.e30."), JWT_ERR_UNKNOWN_KEY           }, /* no kid, several keys */
+        {strdup("eyJhbGciOiJSUzI1NiIsImtpZCI6InIxIn0.e30."),         JWT_ERR_SIGNATURE      },
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         int rc = verify(cases[i].tok, &c);

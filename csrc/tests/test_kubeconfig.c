@@ -8,9 +8,13 @@
 
 static int tests_run;
 
-static const kcfg_entry E = {
-    .cluster = "c1", .server = "https://127.0.0.1:47011", .ca_data = "Q0E=", .user = "clusterUser_rg_c1",
-    .client_cert_data = "Q0VSVA==", .client_key_data = "S0VZ", .context = "c1"};
+static const kcfg_entry E = {.cluster = "c1",
+                             .server = "https://127.0.0.1:47011",
+                             .ca_data = "Q0E=",
+                             .user = "clusterUser_rg_c1",
+                             .client_cert_data = "Q0VSVA==",
+                             .client_key_data = "S0VZ",
+                             .context = "c1"};
 
 static char *merge(const char *in, char err[KCFG_ERRLEN])
 {
@@ -44,12 +48,13 @@ static void into_nothing(void)
 static void keeps_others(void)
 {
     char err[KCFG_ERRLEN];
-    const char *in = "apiVersion: v1\nkind: Config\n"
-                     "clusters:\n- name: prod\n  cluster: {server: 'https://prod:6443', insecure-skip-tls-verify: true}\n"
-                     "- name: c1\n  cluster: {server: https://old}\n  extensions: [{name: keep-me, extension: {a: 1}}]\n"
-                     "users:\n- name: admin\n  user: {token: abc}\n"
-                     "contexts:\n- name: prod\n  context: {cluster: prod, user: admin, namespace: ops}\n"
-                     "current-context: prod\npreferences: {colors: true}\nx-unknown-field:\n  nested: [1, 2, 3]\n";
+    const char *in =
+        "apiVersion: v1\nkind: Config\n"
+        "clusters:\n- name: prod\n  cluster: {server: 'https://prod:6443', insecure-skip-tls-verify: true}\n"
+        "- name: c1\n  cluster: {server: https://old}\n  extensions: [{name: keep-me, extension: {a: 1}}]\n"
+        "users:\n- name: admin\n  user: {token: abc}\n"
+        "contexts:\n- name: prod\n  context: {cluster: prod, user: admin, namespace: ops}\n"
+        "current-context: prod\npreferences: {colors: true}\nx-unknown-field:\n  nested: [1, 2, 3]\n";
     char *o = merge(in, err);
     CHECK(o);
     CHECK(strstr(o, "https://prod:6443"));
@@ -58,7 +63,7 @@ static void keeps_others(void)
     CHECK(strstr(o, "namespace: ops"));
     CHECK(strstr(o, "x-unknown-field"));
     CHECK(strstr(o, "colors: true"));
-    CHECK(strstr(o, "keep-me"));          /* extensions of the replaced entry survive */
+    CHECK(strstr(o, "keep-me"));             /* extensions of the replaced entry survive */
     CHECK(strstr(o, "https://old") == NULL); /* the replaced entry's server is gone */
     CHECK(strstr(o, "current-context: c1"));
     /* Exactly one c1 cluster. */
@@ -86,13 +91,13 @@ static void refusals(void)
     static const struct {
         const char *in, *why;
     } bad[] = {
-        {"- a\n- b\n", "not a YAML mapping"},
-        {"clusters: yes-a-scalar\n", "\"clusters\" is not a list"},
-        {"users: {a: 1}\n", "\"users\" is not a list"},
-        {"contexts: [1]\n", "is not a mapping"},
-        {"a: 1\n---\nb: 2\n", "more than one YAML document"},
-        {"a: [unclosed\n", "not valid YAML"},
-        {"a: b: c\n", "not valid YAML"},
+        {"- a\n- b\n",               "not a YAML mapping"         },
+        {"clusters: yes-a-scalar\n", "\"clusters\" is not a list" },
+        {"users: {a: 1}\n",          "\"users\" is not a list"    },
+        {"contexts: [1]\n",          "is not a mapping"           },
+        {"a: 1\n---\nb: 2\n",        "more than one YAML document"},
+        {"a: [unclosed\n",           "not valid YAML"             },
+        {"a: b: c\n",                "not valid YAML"             },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECK(merge(bad[i].in, err) == NULL);

@@ -26,9 +26,10 @@ static void scopes(void)
     CHECK(rbac_scope_covers("/subscriptions/s/resourcegroups/rg", id));
     CHECK(rbac_scope_covers(id, id));
     CHECK(rbac_scope_covers("/", id));
-    CHECK(!rbac_scope_covers("/subscriptions/s/resourcegroups/r", id));  /* not a segment boundary */
+    CHECK(!rbac_scope_covers("/subscriptions/s/resourcegroups/r", id)); /* not a segment boundary */
     CHECK(!rbac_scope_covers("/subscriptions/s/resourcegroups/rg2", id));
-    CHECK(!rbac_scope_covers("/subscriptions/s/resourceGroups/RG/providers/Microsoft.Kubernetes/connectedClusters/c", id));
+    CHECK(!rbac_scope_covers(
+        "/subscriptions/s/resourceGroups/RG/providers/Microsoft.Kubernetes/connectedClusters/c", id));
     CHECK(!rbac_scope_covers("/subscriptions/t", id));
 }
 
@@ -37,8 +38,10 @@ static void k8s_levels(void)
     CHECK_EQ(rbac_k8s_required("list", "", "pods", "default", 0), RBAC_K8S_VIEW);
     CHECK_EQ(rbac_k8s_required("get", "", "secrets", "default", 0), RBAC_K8S_WRITE);
     CHECK_EQ(rbac_k8s_required("delete", "", "pods", "default", 0), RBAC_K8S_WRITE);
-    CHECK_EQ(rbac_k8s_required("create", "rbac.authorization.k8s.io", "rolebindings", "ns", 0), RBAC_K8S_ADMIN);
-    CHECK_EQ(rbac_k8s_required("create", "rbac.authorization.k8s.io", "clusterroles", "", 0), RBAC_K8S_CLUSTER_ADMIN);
+    CHECK_EQ(rbac_k8s_required("create", "rbac.authorization.k8s.io", "rolebindings", "ns", 0),
+             RBAC_K8S_ADMIN);
+    CHECK_EQ(rbac_k8s_required("create", "rbac.authorization.k8s.io", "clusterroles", "", 0),
+             RBAC_K8S_CLUSTER_ADMIN);
     CHECK_EQ(rbac_k8s_required("delete", "", "namespaces", "", 0), RBAC_K8S_CLUSTER_ADMIN);
     CHECK_EQ(rbac_k8s_required("update", "", "resourcequotas", "ns", 0), RBAC_K8S_CLUSTER_ADMIN);
     CHECK_EQ(rbac_k8s_required("impersonate", "", "users", "", 0), RBAC_K8S_CLUSTER_ADMIN);

@@ -43,8 +43,8 @@ void hub_reply(conn_t *c, int status, const char *reason, const char *ctype, con
 {
     char head[512];
     size_t bl = body ? strlen(body) : 0;
-    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n", status,
-                     reason ? reason : "", ctype, bl);
+    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+                     status, reason ? reason : "", ctype, bl);
     (void)conn_write2(c, head, (size_t)n, body, bl);
     conn_close(c, 1);
 }
@@ -88,12 +88,12 @@ typedef struct client {
     conn_t *c;
     char request[4096];
     size_t request_len;
-    int status;      /* of the upgrade's answer */
-    int raw;         /* after the 101, count bytes instead of reading frames */
+    int status; /* of the upgrade's answer */
+    int raw;    /* after the 101, count bytes instead of reading frames */
     ws_msg msg;
-    int close_code;  /* of a close frame received */
+    int close_code; /* of a close frame received */
     char close_reason[125];
-    uint64_t bytes;  /* raw bytes received after the 101 */
+    uint64_t bytes; /* raw bytes received after the 101 */
     int closed;
 } client;
 
@@ -106,11 +106,12 @@ static uv_timer_t guard;
 
 static void upgrade(client *cl, const char *query, const char *token)
 {
-    int n = snprintf(cl->request, sizeof cl->request,
-                     "GET /$hc/hyco?%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s%s%s\r\n",
-                     query, port, ws_key, token ? "ServiceBusAuthorization: " : "", token ? token : "",
-                     token ? "\r\n" : "");
+    int n = snprintf(
+        cl->request, sizeof cl->request,
+        "GET /$hc/hyco?%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+        query, port, ws_key, token ? "ServiceBusAuthorization: " : "", token ? token : "",
+        token ? "\r\n" : "");
     CHECK(n > 0 && (size_t)n < sizeof cl->request);
     cl->request_len = (size_t)n;
 }
@@ -153,7 +154,8 @@ static int on_message(void *ud, int op, const uint8_t *data, size_t len)
     if (cl == &ctl && op == WS_OP_TEXT) {
         /* The accept message: take the rendezvous. */
         cJSON *m = cJSON_ParseWithLength((const char *)data, len);
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(m, "accept"), "id");
+        const cJSON *id =
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(m, "accept"), "id");
         CHECK(cJSON_IsString(id));
         char q[128];
         snprintf(q, sizeof q, "sb-hc-action=accept&sb-hc-id=%s", id->valuestring);
@@ -255,7 +257,8 @@ static void listener_write_fails_both_sides_close(void)
     uv_timer_start(&guard, on_guard, 60000, 0);
 
     char tok[SAS_MAX_TOKEN];
-    CHECK(sas_create("http://127.0.0.1/hyco", "root", rule.key, (int64_t)time(NULL) + 600, tok, sizeof tok) > 0);
+    CHECK(sas_create("http://127.0.0.1/hyco", "root", rule.key, (int64_t)time(NULL) + 600, tok, sizeof tok) >
+          0);
     upgrade(&ctl, "sb-hc-action=listen", tok);
     start(&ctl, "control");
     /* The sender goes once the control channel is registered. */

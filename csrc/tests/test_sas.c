@@ -47,11 +47,11 @@ static void parse_errors(void)
 {
     sas_token t;
     const char *bad[] = {
-        "SharedAccessSignature sr=a&sig=b&se=1",             /* no skn */
-        "SharedAccessSignature sr=a&sig=b&se=x1&skn=k",      /* se not a number */
-        "SharedAccessSignature sr=a&sr=b&sig=b&se=1&skn=k",  /* duplicate */
-        "SharedAccessSignature sr=&sig=b&se=1&skn=k",        /* empty */
-        "SharedAccessSignature sr",                          /* no '=' */
+        "SharedAccessSignature sr=a&sig=b&se=1",                   /* no skn */
+        "SharedAccessSignature sr=a&sig=b&se=x1&skn=k",            /* se not a number */
+        "SharedAccessSignature sr=a&sr=b&sig=b&se=1&skn=k",        /* duplicate */
+        "SharedAccessSignature sr=&sig=b&se=1&skn=k",              /* empty */
+        "SharedAccessSignature sr",                                /* no '=' */
         "SharedAccessSignature sr=a&sig=b&se=1234567890123&skn=k", /* se too long */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
@@ -63,26 +63,35 @@ static void parse_errors(void)
 static void authorize(void)
 {
     int64_t now = (int64_t)time(NULL), exp;
-    sas_rule ns[] = {{"root", KEY, SAS_RIGHT_MANAGE}};
-    sas_rule ent[] = {{"send", "sendsendsendsendsendsend", SAS_RIGHT_SEND}};
+    sas_rule ns[] = {
+        {"root", KEY, SAS_RIGHT_MANAGE}
+    };
+    sas_rule ent[] = {
+        {"send", "sendsendsendsendsendsend", SAS_RIGHT_SEND}
+    };
     char tok[512];
     long n;
 
     n = sas_create("http://relay.test/", "root", KEY, now + 60, tok, sizeof tok);
-    CHECK_EQ(sas_authorize(tok, (size_t)n, ent, 1, ns, 1, "relay.test", "a/b", SAS_RIGHT_LISTEN, now, &exp), SAS_OK);
+    CHECK_EQ(sas_authorize(tok, (size_t)n, ent, 1, ns, 1, "relay.test", "a/b", SAS_RIGHT_LISTEN, now, &exp),
+             SAS_OK);
     CHECK_EQ(exp, now + 60);
     /* Scope: entity-level token for another entity; a prefix that is not a
      * path segment; another host. */
     n = sas_create("http://relay.test/hyco", "root", KEY, now + 60, tok, sizeof tok);
-    CHECK_EQ(sas_authorize(tok, (size_t)n, NULL, 0, ns, 1, "relay.test", "hyco", SAS_RIGHT_SEND, now, NULL), SAS_OK);
-    CHECK_EQ(sas_authorize(tok, (size_t)n, NULL, 0, ns, 1, "relay.test", "hyco/sub", SAS_RIGHT_SEND, now, NULL), SAS_OK);
+    CHECK_EQ(sas_authorize(tok, (size_t)n, NULL, 0, ns, 1, "relay.test", "hyco", SAS_RIGHT_SEND, now, NULL),
+             SAS_OK);
+    CHECK_EQ(
+        sas_authorize(tok, (size_t)n, NULL, 0, ns, 1, "relay.test", "hyco/sub", SAS_RIGHT_SEND, now, NULL),
+        SAS_OK);
     CHECK_EQ(sas_authorize(tok, (size_t)n, NULL, 0, ns, 1, "relay.test", "hyco2", SAS_RIGHT_SEND, now, NULL),
              SAS_ERR_SCOPE);
     CHECK_EQ(sas_authorize(tok, (size_t)n, NULL, 0, ns, 1, "other.test", "hyco", SAS_RIGHT_SEND, now, NULL),
              SAS_ERR_SCOPE);
     /* Rights: a Send token may not listen. */
     n = sas_create("http://relay.test/hyco", "send", "sendsendsendsendsendsend", now + 60, tok, sizeof tok);
-    CHECK_EQ(sas_authorize(tok, (size_t)n, ent, 1, ns, 1, "relay.test", "hyco", SAS_RIGHT_SEND, now, NULL), SAS_OK);
+    CHECK_EQ(sas_authorize(tok, (size_t)n, ent, 1, ns, 1, "relay.test", "hyco", SAS_RIGHT_SEND, now, NULL),
+             SAS_OK);
     CHECK_EQ(sas_authorize(tok, (size_t)n, ent, 1, ns, 1, "relay.test", "hyco", SAS_RIGHT_LISTEN, now, NULL),
              SAS_ERR_RIGHTS);
     CHECK_EQ(sas_http_status(SAS_ERR_RIGHTS), 403);
@@ -97,7 +106,8 @@ static void authorize(void)
     n = sas_create("http://relay.test/hyco", "root", "not-the-key-at-all-sorry", now + 60, tok, sizeof tok);
     CHECK_EQ(sas_authorize(tok, (size_t)n, NULL, 0, ns, 1, "relay.test", "hyco", SAS_RIGHT_SEND, now, NULL),
              SAS_ERR_SIGNATURE);
-    CHECK_EQ(sas_authorize("", 0, NULL, 0, ns, 1, "relay.test", "hyco", SAS_RIGHT_SEND, now, NULL), SAS_ERR_MISSING);
+    CHECK_EQ(sas_authorize("", 0, NULL, 0, ns, 1, "relay.test", "hyco", SAS_RIGHT_SEND, now, NULL),
+             SAS_ERR_MISSING);
     /* Changing the expiry breaks the signature. */
     n = sas_create("http://relay.test/hyco", "root", KEY, now + 60, tok, sizeof tok);
     char *se = strstr(tok, "&se=");

@@ -35,7 +35,11 @@ static void roundtrip(void)
     store_t *s = store_open(path, err);
     CHECK(s);
     store_row c = {"/subscriptions/s/resourcegroups/rg/providers/microsoft.kubernetes/connectedclusters/a",
-                   "cc", "/subscriptions/s/resourcegroups/rg", NULL, "{\"name\":\"A\"}", "{\"key\":\"k\"}"};
+                   "cc",
+                   "/subscriptions/s/resourcegroups/rg",
+                   NULL,
+                   "{\"name\":\"A\"}",
+                   "{\"key\":\"k\"}"};
     CHECK_EQ(store_put(s, &c), 0);
     store_row c2 = c;
     c2.id = "/subscriptions/s/resourcegroups/rg2/providers/microsoft.kubernetes/connectedclusters/b";

@@ -17,7 +17,8 @@ static void setup(void)
 {
     char err[CERT_ERRLEN];
     CHECK_EQ(cert_make_ca("test CA", 1, &ca_key, &ca, err), 0);
-    CHECK_EQ(cert_make_leaf(ca_key, ca, "localhost", "DNS:localhost,IP:127.0.0.1", 1, 1, &srv_key, &srv, err), 0);
+    CHECK_EQ(cert_make_leaf(ca_key, ca, "localhost", "DNS:localhost,IP:127.0.0.1", 1, 1, &srv_key, &srv, err),
+             0);
     CHECK_EQ(cert_make_leaf(ca_key, ca, "client", NULL, 0, 1, &cli_key, &cli, err), 0);
     ca_pem = cert_pem(ca);
     srv_pem = cert_pem(srv);

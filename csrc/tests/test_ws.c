@@ -161,11 +161,11 @@ static void utf8_rules(void)
 {
     CHECK(utf8("plain", 5));
     CHECK(utf8("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9)); /* é € 😀 */
-    CHECK(!utf8("\xc0\xaf", 2));                           /* overlong */
-    CHECK(!utf8("\xe0\x80\xaf", 3));                       /* overlong */
-    CHECK(!utf8("\xed\xa0\x80", 3));                       /* surrogate */
-    CHECK(!utf8("\xf4\x90\x80\x80", 4));                   /* > U+10FFFF */
-    CHECK(!utf8("\xe2\x82", 2));                           /* truncated */
+    CHECK(!utf8("\xc0\xaf", 2));                            /* overlong */
+    CHECK(!utf8("\xe0\x80\xaf", 3));                        /* overlong */
+    CHECK(!utf8("\xed\xa0\x80", 3));                        /* surrogate */
+    CHECK(!utf8("\xf4\x90\x80\x80", 4));                    /* > U+10FFFF */
+    CHECK(!utf8("\xe2\x82", 2));                            /* truncated */
     CHECK(!utf8("\xff", 1));
     /* Split across feeds. */
     ws_utf8 u = {0};
