@@ -19,6 +19,25 @@ ROOT_KEY = "rootkey-0123456789abcdef0123456789"
 SEND_KEY = "sendkey-0123456789abcdef0123456789"
 LISTEN_KEY = "listenkey-0123456789abcdef012345"
 
+# What an unregistered agent in kube-system may do: impersonate, nothing
+# else (the tests that run one apply this).
+AGENT_RBAC = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: clusterconnect-agent-impersonator}
+rules:
+- apiGroups: [""]
+  resources: [users, groups, serviceaccounts]
+  verbs: [impersonate]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: clusterconnect-agent-impersonator}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: clusterconnect-agent-impersonator}
+subjects:
+- {kind: ServiceAccount, name: clusterconnect-agent, namespace: kube-system}
+"""
+
 
 class Hub:
     def __init__(self, proc, port, dirpath, log_path):

@@ -387,49 +387,31 @@ static void pump_request(fwd *f)
         wsc_resume(f->ws);
 }
 
+static int to_relay(void *ud, const void *p, size_t n)
+{
+    fwd *f = ud;
+    return wsc_send(f->ws, WS_OP_BINARY, p, n);
+}
+
 /* Carries the API server's answers (and the agent's own refusals, in
  * their turn) back to the caller. Returns how much of d was consumed; the
  * rest is an incomplete response head that stays in the connection's
  * buffer. */
 static size_t pump_response(fwd *f, const uint8_t *d, size_t n)
 {
-    size_t used = 0, sent = 0;
-    while (f->ws && !f->closing) {
-        http_response res;
-        size_t k;
-        const char *local;
-        framer_ev ev = framer_response(&f->fr, d + used, n - used, &res, &k, &local);
-        if (ev == FRAMER_HEAD || ev == FRAMER_BODY || ev == FRAMER_PIPE) {
-            used += k; /* sent below in one piece */
-            continue;
-        }
-        if (used > sent && wsc_send(f->ws, WS_OP_BINARY, d + sent, used - sent) < 0) {
-            fwd_fail(f, "write to the relay failed");
-            return n;
-        }
-        sent = used;
-        if (ev == FRAMER_LOCAL) {
-            if (wsc_send(f->ws, WS_OP_BINARY, local, k) < 0) {
-                fwd_fail(f, "write to the relay failed");
-                return n;
-            }
-            continue;
-        }
-        if (ev == FRAMER_BAD) {
-            fwd_fail(f, "the API server's response could not be framed");
-            return n;
-        }
-        if (ev == FRAMER_DONE) {
-            fwd_finish(f);
-            return n;
-        }
-        break; /* FRAMER_MORE */
-    }
-    if (used > sent && f->ws && !f->closing && wsc_send(f->ws, WS_OP_BINARY, d + sent, used - sent) < 0) {
-        fwd_fail(f, "write to the relay failed");
+    if (!f->ws || f->closing)
         return n;
-    }
-    return used;
+    size_t used;
+    int progress;
+    int rc = framer_answer(&f->fr, d, n, to_relay, f, &used, &progress);
+    if (rc == FRAMER_MORE)
+        return used;
+    if (rc == FRAMER_DONE)
+        fwd_finish(f);
+    else
+        fwd_fail(f, rc == FRAMER_BAD ? "the API server's response could not be framed"
+                                     : "write to the relay failed");
+    return n;
 }
 
 /* ---- rendezvous side ---------------------------------------------------- */

@@ -342,3 +342,32 @@ framer_ev framer_response(framer *f, const uint8_t *d, size_t len, http_response
     default: return FRAMER_DONE;
     }
 }
+
+int framer_answer(framer *f, const uint8_t *d, size_t n, framer_write_fn write, void *ud, size_t *used,
+                  int *progress)
+{
+    size_t off = 0, sent = 0;
+    *progress = 0;
+    for (;;) {
+        http_response res;
+        size_t k;
+        const char *local;
+        framer_ev ev = framer_response(f, d + off, n - off, &res, &k, &local);
+        if (ev == FRAMER_HEAD || ev == FRAMER_BODY || ev == FRAMER_PIPE) {
+            off += k; /* written below, in one piece with what follows */
+            continue;
+        }
+        if (off > sent) {
+            if (write(ud, d + sent, off - sent) < 0)
+                return -1;
+            sent = off;
+            *progress = 1;
+        }
+        *used = off;
+        if (ev != FRAMER_LOCAL)
+            return ev; /* MORE, BAD or DONE */
+        if (write(ud, local, k) < 0)
+            return -1;
+        *progress = 1;
+    }
+}

@@ -107,6 +107,19 @@ int framer_refuse(framer *f, const char *answer, size_t len, int close);
 framer_ev framer_response(framer *f, const uint8_t *d, size_t len, http_response *res, size_t *n,
                           const char **local);
 
+/* The response side in one call, for a caller that passes answers on
+ * as they come: the server's bytes in d go out unchanged (coalesced into
+ * as few writes as the framing allows) and the caller's own answers in
+ * their turn, all through write(ud, p, n), which returns < 0 on failure.
+ * *used receives how much of d was consumed (the rest is an incomplete
+ * head, to be shown again with more bytes) and *progress whether
+ * anything was written. Returns FRAMER_MORE (wait for more bytes),
+ * FRAMER_DONE (close now), FRAMER_BAD (the server's bytes cannot be
+ * framed: close both sides) or -1 (a write failed). */
+typedef int (*framer_write_fn)(void *ud, const void *p, size_t n);
+int framer_answer(framer *f, const uint8_t *d, size_t n, framer_write_fn write, void *ud, size_t *used,
+                  int *progress);
+
 /* Requests forwarded or refused and still waiting for their answer. */
 unsigned framer_inflight(const framer *f);
 /* Both directions are a byte pipe (after a 101). */

@@ -205,52 +205,34 @@ static void sess_abort(sess *s, const char *why)
         wsc_abort(s->w);
 }
 
+static int to_kubectl(void *ud, const void *p, size_t n)
+{
+    sess *s = ud;
+    return conn_write(s->c, p, n);
+}
+
 /* Carries answers from the relay (and the proxy's own refusals, in their
  * turn) to kubectl. Returns how much of d was consumed; the rest is an
  * incomplete response head. */
 static size_t sess_answer(sess *s, const uint8_t *d, size_t n)
 {
-    size_t used = 0, sent = 0;
-    int answered = 0;
-    while (s->c) {
-        http_response res;
-        size_t k;
-        const char *local;
-        framer_ev ev = framer_response(&s->fr, d + used, n - used, &res, &k, &local);
-        if (ev == FRAMER_HEAD || ev == FRAMER_BODY || ev == FRAMER_PIPE) {
-            used += k; /* written below in one piece */
-            continue;
-        }
-        if (used > sent && conn_write(s->c, d + sent, used - sent) < 0) {
-            sess_abort(s, "write to kubectl failed");
-            return n;
-        }
-        sent = used;
-        if (ev == FRAMER_LOCAL) {
-            if (conn_write(s->c, local, k) < 0) {
-                sess_abort(s, "write to kubectl failed");
-                return n;
-            }
-            answered = 1;
-            continue;
-        }
-        if (ev == FRAMER_BAD) {
-            sess_abort(s, "the agent's response could not be framed");
-            return n;
-        }
-        if (ev == FRAMER_DONE) {
-            conn_close(s->c, 1);
-            return n;
-        }
-        break; /* FRAMER_MORE */
+    if (!s->c)
+        return n;
+    size_t used;
+    int progress;
+    int rc = framer_answer(&s->fr, d, n, to_kubectl, s, &used, &progress);
+    if (rc == FRAMER_DONE) {
+        conn_close(s->c, 1);
+        return n;
     }
-    if (s->c && used > sent && conn_write(s->c, d + sent, used - sent) < 0) {
-        sess_abort(s, "write to kubectl failed");
+    if (rc != FRAMER_MORE) {
+        sess_abort(s,
+                   rc == FRAMER_BAD ? "the agent's response could not be framed" : "write to kubectl failed");
         return n;
     }
     /* Progress on the answers may release what kubectl sent after an
      * upgrade request; without progress a resume would only hold again. */
-    if (s->c && s->held && (used || answered)) {
+    if (s->held && progress) {
         s->held = 0;
         conn_resume(s->c);
     }

@@ -369,6 +369,67 @@ static void answer_until_close(void)
     framer_free(&d.f);
 }
 
+/* framer_answer: the server's bytes go out in as few writes as the
+ * framing allows, and local answers in their turn between them. */
+typedef struct rec {
+    char out[1024];
+    size_t len;
+    int writes, fail_at;
+} rec;
+
+static int rec_write(void *ud, const void *p, size_t n)
+{
+    rec *r = ud;
+    if (++r->writes == r->fail_at)
+        return -1;
+    memcpy(r->out + r->len, p, n);
+    r->len += n;
+    r->out[r->len] = '\0';
+    return 0;
+}
+
+static void answer_coalesces_and_orders(void)
+{
+    drv d;
+    drv_init(&d);
+    client(&d,
+           "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /refuse HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n"
+           "GET /d HTTP/1.1\r\n\r\n");
+    const char *srv =
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nAHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nB"
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nCHTTP/1.1 200 OK\r\nContent-";
+    rec r = {.fail_at = 0};
+    size_t used;
+    int progress;
+    int rc = framer_answer(&d.f, (const uint8_t *)srv, strlen(srv), rec_write, &r, &used, &progress);
+    CHECK_EQ(rc, FRAMER_MORE);
+    CHECK(progress);
+    /* /a and /b in one write, the refusal, then /c; the cut head stays */
+    CHECK_EQ(r.writes, 3);
+    CHECK_STR(
+        r.out,
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nAHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nB[403]"
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nC");
+    CHECK_EQ(used, strlen(srv) - strlen("HTTP/1.1 200 OK\r\nContent-"));
+    /* nothing new: no progress */
+    rc = framer_answer(&d.f, (const uint8_t *)"", 0, rec_write, &r, &used, &progress);
+    CHECK_EQ(rc, FRAMER_MORE);
+    CHECK(!progress);
+    framer_free(&d.f);
+    /* a failed write is reported, and a server answering nothing is bad */
+    drv_init(&d);
+    client(&d, "GET /a HTTP/1.1\r\n\r\n");
+    rec r2 = {.fail_at = 1};
+    CHECK_EQ(framer_answer(&d.f, (const uint8_t *)"HTTP/1.1 204 No Content\r\n\r\n", 27, rec_write, &r2,
+                           &used, &progress),
+             -1);
+    rec r3 = {.fail_at = 0};
+    CHECK_EQ(framer_answer(&d.f, (const uint8_t *)"HTTP/1.1 204 No Content\r\n\r\n", 27, rec_write, &r3,
+                           &used, &progress),
+             FRAMER_BAD);
+    framer_free(&d.f);
+}
+
 int main(void)
 {
     TEST(pipelined_in_order);
@@ -383,5 +444,6 @@ int main(void)
     TEST(too_many_in_flight_holds);
     TEST(pending_head_is_shown_again);
     TEST(answer_until_close);
+    TEST(answer_coalesces_and_orders);
     TEST_MAIN_END();
 }

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, ROOT_KEY, start_hub, stop_hub
+from conftest import AGENT_RBAC, BUILD, ROOT_KEY, start_hub, stop_hub
 from issuer import TestIssuer
 from kube import KubeCluster, free_port
 from relay_pipe import RelayPipe
@@ -18,22 +18,6 @@ from relay_pipe import RelayPipe
 HC = "cluster-a"
 HC_STREAMS = "cluster-streams"  # a second agent in front of the streaming fixture
 HC_JWKS = "cluster-jwks"  # an agent configured by file, with keys from a URL
-AGENT_RBAC = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: clusterconnect-agent-impersonator}
-rules:
-- apiGroups: [""]
-  resources: [users, groups, serviceaccounts]
-  verbs: [impersonate]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: clusterconnect-agent-impersonator}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: clusterconnect-agent-impersonator}
-subjects:
-- {kind: ServiceAccount, name: clusterconnect-agent, namespace: kube-system}
-"""
 
 
 class Env:

@@ -41,29 +41,13 @@ import uuid
 
 import pytest
 
-from conftest import BUILD, ROOT_KEY, start_hub, stop_hub
+from conftest import AGENT_RBAC, BUILD, ROOT_KEY, start_hub, stop_hub
 from issuer import TestIssuer
 from kube import KubeCluster, free_port
 from wsclient import WS, Closed, connect
 
 HC = "cluster-smuggle"
 HC_STREAMS = "cluster-smuggle-streams"  # a second agent, in front of the streaming fixture
-AGENT_RBAC = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: clusterconnect-agent-impersonator}
-rules:
-- apiGroups: [""]
-  resources: [users, groups, serviceaccounts]
-  verbs: [impersonate]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: clusterconnect-agent-impersonator}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: clusterconnect-agent-impersonator}
-subjects:
-- {kind: ServiceAccount, name: clusterconnect-agent, namespace: kube-system}
-"""
 # Identities the harness itself uses (kubectl set-up, the controller
 # manager, the API server's loopback client): their own requests may read
 # Secrets; nothing a caller sends may.
