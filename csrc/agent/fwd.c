@@ -363,6 +363,9 @@ static void pump_request(fwd *f)
                     fwd_fail(f, "write to the API server failed");
                     break;
                 }
+            } else if (ev == FRAMER_BAD && status == 0) {
+                fwd_fail(f, why); /* cut inside a forwarded body: no answer can come in turn */
+                break;
             } else if (ev == FRAMER_BAD) {
                 log_kv(LOG_INFO, "request.bad_framing", "reason", why, NULL);
                 char msg[160];

@@ -156,8 +156,10 @@ framer_ev framer_request(framer *f, const uint8_t *d, size_t len, http_request *
         if (!len)
             return FRAMER_MORE;
         long span = chunked_span(&f->rq_ch, d, len);
+        /* Inside a forwarded body the server already holds part of the
+         * request and will never answer it: no answer can come in turn. */
         if (span < 0)
-            return bad(status, why, 400, "malformed chunked body");
+            return bad(status, why, f->rq_discard ? 400 : 0, "malformed chunked body");
         if (f->rq_ch.done)
             f->rq = RQ_HEAD;
         if (span == 0)

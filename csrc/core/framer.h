@@ -86,7 +86,9 @@ void framer_free(framer *f);
  * framer_forward() or framer_refuse() settles it, so the caller may wait
  * for an asynchronous decision. On FRAMER_BAD, *status is the status to
  * answer with (400, 431) and *why a short reason; the caller answers with
- * framer_refuse(close=1). */
+ * framer_refuse(close=1), except when *status is 0: the bad bytes were
+ * inside the body of a request already forwarded, the server holds part
+ * of it and will not answer, so the caller ends both sides at once. */
 framer_ev framer_request(framer *f, const uint8_t *d, size_t len, http_request *req, size_t *n, int *status,
                          const char **why);
 /* The head last shown goes out (rewritten by the caller). Returns 0, or

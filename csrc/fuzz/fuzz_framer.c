@@ -98,6 +98,9 @@ static void pump_requests(drv *d)
             if (ev == FRAMER_PIPE && d->pipe_at < 0)
                 abort(); /* a pipe that no 101 opened */
             up_put(d, d->cli, n);
+        } else if (ev == FRAMER_BAD && status == 0) {
+            d->dead = 1; /* the relay drops both sides */
+            return;
         } else if (ev == FRAMER_BAD) {
             if (status != 400 && status != 431)
                 abort();

@@ -401,6 +401,9 @@ static size_t k_on_data(conn_t *c, uint8_t *data, size_t len)
                 sess_abort(s, "write to the relay failed");
                 return len;
             }
+        } else if (ev == FRAMER_BAD && status == 0) {
+            sess_abort(s, why); /* cut inside a forwarded body: no answer can come in turn */
+            return len;
         } else if (ev == FRAMER_BAD) {
             if (refuse_bad(s, status, why) < 0) {
                 sess_abort(s, "out of memory");

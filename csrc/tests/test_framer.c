@@ -288,6 +288,31 @@ static void bad_framing_is_refused_and_ends_the_stream(void)
     }
 }
 
+static void bad_forwarded_body_ends_at_once(void)
+{
+    /* A forwarded request's chunked body turns bad: the server holds half
+     * a request, so there is no answer to wait for (status 0). A refused
+     * request's bad body can still be answered in turn (400). */
+    framer f;
+    framer_init(&f);
+    const char *s = "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokZZ";
+    http_request req;
+    size_t n;
+    int st;
+    const char *why;
+    CHECK_EQ(framer_request(&f, (const uint8_t *)s, strlen(s), &req, &n, &st, &why), FRAMER_HEAD);
+    CHECK_EQ(framer_forward(&f), 0);
+    CHECK_EQ(framer_request(&f, (const uint8_t *)s + n, strlen(s) - n, &req, &n, &st, &why), FRAMER_BAD);
+    CHECK_EQ(st, 0);
+    framer_free(&f);
+    framer_init(&f);
+    CHECK_EQ(framer_request(&f, (const uint8_t *)s, strlen(s), &req, &n, &st, &why), FRAMER_HEAD);
+    CHECK_EQ(framer_refuse(&f, "[403]", 5, 0), 0);
+    CHECK_EQ(framer_request(&f, (const uint8_t *)s + n, strlen(s) - n, &req, &n, &st, &why), FRAMER_BAD);
+    CHECK_EQ(st, 400);
+    framer_free(&f);
+}
+
 static void oversized_head_is_431(void)
 {
     static char big[20000];
@@ -439,6 +464,7 @@ int main(void)
     TEST(upgrade_101_becomes_a_pipe);
     TEST(interim_answers_and_head);
     TEST(bad_framing_is_refused_and_ends_the_stream);
+    TEST(bad_forwarded_body_ends_at_once);
     TEST(oversized_head_is_431);
     TEST(server_misbehaviour_is_bad);
     TEST(too_many_in_flight_holds);

@@ -31,7 +31,7 @@ INTENDED = {
 def _native_table():
     src = open(os.path.join(ROOT, "csrc", "pymod", "native.c")).read()
     body = re.search(r"\} ERRORS\[\] = \{(.*?)\n\};", src, re.S).group(1)
-    return re.findall(r'\{"(AZK8S\d{4})", "([^"]+)"\}', body)
+    return re.findall(r'\{\s*"(AZK8S\d{4})",\s*"([^"]+)"\s*\}', body)
 
 
 def test_every_native_code_is_mapped_as_intended():
