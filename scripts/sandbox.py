@@ -28,10 +28,37 @@ def say(msg):
     print("sandbox: " + msg, flush=True)
 
 
+def stop_on_term(signum, frame):
+    raise KeyboardInterrupt
+
+
+def keep_banner(env, kc):
+    """What to paste into another shell to type the walkthrough by hand
+    against this sandbox: the same az profile, kubeconfig and CA."""
+    lines = [
+        "export AZURE_CONFIG_DIR=%s" % env.admin.dir,
+        "export AZURE_EXTENSION_DIR=%s   # this extension, installed from its wheel" % env.ext_dir,
+        "export KUBECONFIG=%s" % kc,
+        "export REQUESTS_CA_BUNDLE=%s" % env.hub.ca,
+        "export AZURE_CORE_COLLECT_TELEMETRY=false",
+        "export CLUSTER_NAME=%s RESOURCE_GROUP=%s" % (env.name, env.rg),
+        "export PATH=%s:$PATH   # the pinned kubectl" % os.path.dirname(env.kube.kubectl_path),
+    ]
+    return ("sandbox: up. In another shell, paste:\n\n" + "".join("    %s\n" % l for l in lines) +
+            "\nthen for example:\n\n"
+            "    az connectedk8s show -n $CLUSTER_NAME -g $RESOURCE_GROUP -o table\n"
+            "    kubectl get pods -A          # through the proxy this sandbox runs\n\n"
+            "sandbox: press Ctrl+C here to stop everything.")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keep", action="store_true", help="stay up until Ctrl+C")
     a = ap.parse_args()
+    # Ctrl+C and SIGTERM both stop everything it started (a shell that
+    # started us in the background may have left SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop_on_term)
     base = os.path.join(ROOT, ".sandbox")
     shutil.rmtree(base, ignore_errors=True)
     env = ArcEnv(base, rg="sandbox-rg", name="sandbox")
@@ -69,7 +96,7 @@ def main():
         if r.returncode != 0:
             raise SystemExit(1)
         if a.keep:
-            say("up; KUBECONFIG=%s kubectl ...   Press Ctrl+C to stop." % kc)
+            print(keep_banner(env, kc), flush=True)
             signal.pause()
     except KeyboardInterrupt:
         pass
