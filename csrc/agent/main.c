@@ -54,6 +54,11 @@ static const char usage[] =
     "  --groups-file FILE       groups for tokens with a groups overage claim (JSON: {\"<oid>\": "
     "[\"<group>\", ...]});\n"
     "                           re-read on each such token\n"
+    "  --username-claim upn|oid whom the API server sees for a user: upn (default) is the upn\n"
+    "                           claim when the token has one, else the object id; oid is always\n"
+    "                           the object id. Applications and guests are their object id\n"
+    "  --username-prefix STR    put in front of every impersonated user name (default none)\n"
+    "  --groups-prefix STR      put in front of every impersonated group (default none)\n"
     "Other:\n"
     "  --config FILE            JSON object of these options without the dashes, e.g.\n"
     "                           {\"hub\": \"https://hub\", \"resource-id\": \"/subscriptions/...\"};\n"
@@ -369,6 +374,16 @@ int main(int argc, char **argv)
             i = need(i, argc, a); /* read before the other flags (config_argv) */
         } else if (!strcmp(a, "--groups-file")) {
             c->groups_file = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--username-claim")) {
+            const char *v = argv[i = need(i, argc, a)];
+            if ((c->ident.claim = ident_parse_claim(v)) < 0) {
+                fprintf(stderr, "clusterconnect-agent: --username-claim is upn or oid, not \"%s\"\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--username-prefix")) {
+            c->ident.user_prefix = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--groups-prefix")) {
+            c->ident.group_prefix = argv[i = need(i, argc, a)];
         } else if (!strcmp(a, "--health-listen")) {
             const char *v = argv[i = need(i, argc, a)];
             char aerr[128];
