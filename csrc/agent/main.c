@@ -60,6 +60,7 @@ static const char usage[] =
     "  --username-prefix STR    put in front of every impersonated user name (default none)\n"
     "  --groups-prefix STR      put in front of every impersonated group (default none)\n"
     "Other:\n"
+    "  --NAME=VALUE             the same as --NAME VALUE\n"
     "  --config FILE            JSON object of these options without the dashes, e.g.\n"
     "                           {\"hub\": \"https://hub\", \"resource-id\": \"/subscriptions/...\"};\n"
     "                           flags on the command line win\n"
@@ -299,6 +300,33 @@ static int config_argv(int *argc, char ***argv)
     return 0;
 }
 
+/* --name=value becomes --name value, as the Deployments write flags
+ * (deploy/agent, az connectedk8s connect); an empty value stays a value. */
+static int split_eq_argv(int *argc, char ***argv)
+{
+    char **av = calloc((size_t)(2 * *argc + 1), sizeof *av);
+    if (!av) {
+        fprintf(stderr, "clusterconnect-agent: out of memory reading the command line\n");
+        return -1;
+    }
+    int k = 0;
+    for (int i = 0; i < *argc; i++) {
+        char *a = (*argv)[i], *eq = i > 0 && !strncmp(a, "--", 2) ? strchr(a, '=') : NULL;
+        if (!eq) {
+            av[k++] = a;
+            continue;
+        }
+        if (!(av[k++] = strndup(a, (size_t)(eq - a)))) {
+            fprintf(stderr, "clusterconnect-agent: out of memory reading the command line\n");
+            return -1; /* the process exits; av is not worth freeing */
+        }
+        av[k++] = eq + 1;
+    }
+    *argc = k;
+    *argv = av; /* lives as long as the process, like argv */
+    return 0;
+}
+
 static int need(int i, int argc, const char *a)
 {
     if (i + 1 >= argc) {
@@ -317,7 +345,7 @@ int main(int argc, char **argv)
     c->token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token";
     const char *jwks_ca = NULL;
     json_init(NULL); /* before any cJSON use: trees that lost a member are refused */
-    if (config_argv(&argc, &argv) < 0)
+    if (split_eq_argv(&argc, &argv) < 0 || config_argv(&argc, &argv) < 0)
         return 2;
     const char *api_ca = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt", *relay_ca = NULL,
                *key_file = NULL;

@@ -180,7 +180,7 @@ def env():
     start_agent(e, "ident-prefix", [
         "--config", write_config(e, "prefix.json", {"username-claim": "oid", "username-prefix": "wrong:",
                                                     "groups-prefix": "aadgroup:"}),
-        "--username-claim", "upn", "--username-prefix", "aad:"])
+        "--username-claim", "upn", "--username-prefix=aad:"])  # the --NAME=VALUE form, as Deployments write it
     deadline = time.time() + 15
     while e.hub.metric("arc_relay_listeners") < 2 * len(e.agents):
         for p in e.agents.values():
