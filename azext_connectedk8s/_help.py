@@ -26,7 +26,10 @@ long-summary: >
     public key goes into the resource, the private key into a Secret in the cluster), installs the agent in namespace
     azure-arc with kubectl server-side apply, and waits up to --timeout seconds until the agent reports Connected.
     The agent is told to reach the hub at the active cloud's resource manager endpoint; when REQUESTS_CA_BUNDLE is set,
-    that CA bundle is handed to the agent too, to trust the hub.
+    that CA bundle is handed to the agent too, to trust the hub. The agent impersonates each Entra caller: members by
+    UPN (bind them with kubectl create clusterrolebinding --user=UPN), guests, applications and managed identities by
+    object id, groups by object id; --username-claim oid makes every user an object id. The settings land in the
+    ConfigMap azure-arc/clusterconnect-config.
 examples:
   - name: Onboard a connected kubernetes cluster with default kube config and kube context.
     text: az connectedk8s connect -g resourceGroupName -n connectedClusterName
@@ -34,6 +37,8 @@ examples:
     text: az connectedk8s connect -g resourceGroupName -n connectedClusterName --kube-config /path/to/kubeconfig --kube-context kubeContextName
   - name: Onboard a k3s cluster running on vSphere, waiting at most two minutes for the agent.
     text: az connectedk8s connect -g resourceGroupName -n connectedClusterName --distribution k3s --infrastructure vsphere --timeout 120
+  - name: Onboard a cluster whose RoleBindings name Entra users by object id rather than by UPN.
+    text: az connectedk8s connect -g resourceGroupName -n connectedClusterName --username-claim oid
 """
 
 helps["connectedk8s proxy"] = """

@@ -21,11 +21,25 @@ def _meta(name, namespace=None):
     return m
 
 
-def agent_objects(hub_url, resource_id, private_key_pem, hub_ca_pem=None):
+# Who the API server sees (the agent's --username-claim, --username-prefix,
+# --groups-prefix): ConfigMap key -> environment variable the Deployment's
+# args expand. Edit the ConfigMap and restart the Deployment to change them.
+IDENTITY_SETTINGS = (("usernameClaim", "CK_USERNAME_CLAIM", "--username-claim"),
+                     ("usernamePrefix", "CK_USERNAME_PREFIX", "--username-prefix"),
+                     ("groupsPrefix", "CK_GROUPS_PREFIX", "--groups-prefix"))
+
+
+def agent_objects(hub_url, resource_id, private_key_pem, hub_ca_pem=None, username_claim="upn", username_prefix="",
+                  groups_prefix=""):
     b64 = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
     secret = {"key.pem": b64(private_key_pem)}
+    settings = {"hub": hub_url, "resourceId": resource_id, "usernameClaim": username_claim or "upn",
+                "usernamePrefix": username_prefix or "", "groupsPrefix": groups_prefix or ""}
     args = ["--hub=" + hub_url, "--resource-id=" + resource_id,
             "--identity-key=/var/run/connectedk8s/identity/key.pem", "--health-listen=0.0.0.0:8081"]
+    args += ["%s=$(%s)" % (flag, var) for _, var, flag in IDENTITY_SETTINGS]
+    env = [{"name": var, "valueFrom": {"configMapKeyRef": {"name": "clusterconnect-config", "key": key}}}
+           for key, var, _ in IDENTITY_SETTINGS]
     if hub_ca_pem:
         secret["hub-ca.pem"] = b64(hub_ca_pem)
         args.append("--relay-ca=/var/run/connectedk8s/identity/hub-ca.pem")
@@ -45,7 +59,7 @@ def agent_objects(hub_url, resource_id, private_key_pem, hub_ca_pem=None):
         {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
          "metadata": _meta("clusterconnect-identity", NAMESPACE), "data": secret},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("clusterconnect-config", NAMESPACE),
-         "data": {"hub": hub_url, "resourceId": resource_id}},
+         "data": settings},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta("clusterconnect-agent", NAMESPACE),
          "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "clusterconnect-agent"}},
                   "template": {"metadata": {"labels": labels}, "spec": {
@@ -53,7 +67,7 @@ def agent_objects(hub_url, resource_id, private_key_pem, hub_ca_pem=None):
                       "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
                                           "seccompProfile": {"type": "RuntimeDefault"}},
                       "containers": [{
-                          "name": "agent", "image": IMAGE, "args": args,
+                          "name": "agent", "image": IMAGE, "args": args, "env": env,
                           "ports": [{"name": "health", "containerPort": 8081}],
                           "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}},
                           "readinessProbe": {"httpGet": {"path": "/readyz", "port": "health"}},

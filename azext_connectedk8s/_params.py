@@ -1,7 +1,8 @@
 """Arguments, named as Microsoft's connectedk8s names them."""
-from azure.cli.core.commands.parameters import get_three_state_flag  # noqa: F401
+from azure.cli.core.commands.parameters import get_enum_type, get_three_state_flag  # noqa: F401
 
-from azext_connectedk8s._validators import validate_features, validate_pool_size, validate_port
+from azext_connectedk8s._validators import (validate_features, validate_identity_prefixes, validate_pool_size,
+                                            validate_port)
 
 
 def load_arguments(self, _):
@@ -33,6 +34,17 @@ def load_arguments(self, _):
         c.argument("distribution", help="Kubernetes distribution, e.g. generic, k3s, aks_edge.")
         c.argument("infrastructure", help="Infrastructure the cluster runs on, e.g. generic, vsphere.")
         c.argument("timeout", type=int, help="Seconds to wait for the agent to report Connected.")
+        c.argument("username_claim", options_list=["--username-claim"], arg_type=get_enum_type(["upn", "oid"]),
+                   help="Whom the API server sees for an Entra user, as in kubectl create clusterrolebinding "
+                        "--user=...: upn (default) impersonates members by their UPN and guests without one by "
+                        "object id; oid impersonates every user by object id. Applications, managed identities "
+                        "and groups are always object ids.")
+        c.argument("username_prefix", options_list=["--username-prefix"], validator=validate_identity_prefixes,
+                   help="Put in front of every impersonated user name (like kube-apiserver's "
+                        "--oidc-username-prefix). Default: none.")
+        c.argument("groups_prefix", options_list=["--groups-prefix"], validator=validate_identity_prefixes,
+                   help="Put in front of every impersonated group object id (like kube-apiserver's "
+                        "--oidc-groups-prefix). Default: none.")
     for scope in ("connectedk8s enable-features", "connectedk8s disable-features"):
         with self.argument_context(scope) as c:
             c.argument("features", options_list=["--features"], nargs="+", validator=validate_features,

@@ -61,3 +61,14 @@ def validate_features(namespace):
     """--features of enable-features/disable-features: replaces the raw
     values with the list of lower-cased names."""
     namespace.features = parse_features(namespace.features)
+
+
+def validate_identity_prefixes(namespace):
+    """--username-prefix / --groups-prefix of `connect`: printable text,
+    since the agent puts it into Impersonate-User / Impersonate-Group
+    header values (it refuses control characters there)."""
+    for opt, attr in (("--username-prefix", "username_prefix"), ("--groups-prefix", "groups_prefix")):
+        v = getattr(namespace, attr, None)
+        if v and any(ord(ch) < 0x20 or ord(ch) == 0x7f for ch in v):
+            raise _invalid("%s must not contain control characters." % opt,
+                           "Give printable text, e.g. %s aad: (or leave it out for none)." % opt)

@@ -68,7 +68,8 @@ def delete(cmd, resource_group_name, cluster_name, kube_config=None, kube_contex
 
 
 def connect(cmd, resource_group_name, cluster_name, location="local", kube_config=None, kube_context=None,
-            distribution="generic", infrastructure="generic", timeout=600):
+            distribution="generic", infrastructure="generic", timeout=600, username_claim="upn", username_prefix="",
+            groups_prefix=""):
     """Creates the resource with a fresh agent identity, installs the agent
     with server-side apply, then waits until the agent reports."""
     from azure.cli.core.azclierror import (AzureResponseError, ResourceNotFoundError, ValidationError)
@@ -94,7 +95,9 @@ def connect(cmd, resource_group_name, cluster_name, location="local", kube_confi
     hub = cmd.cli_ctx.cloud.endpoints.resource_manager.rstrip("/")
     ca = os.environ.get("REQUESTS_CA_BUNDLE")
     ca_pem = open(ca).read() if ca and os.path.isfile(ca) else None
-    _kube.apply(kube_config, kube_context, _manifests.agent_objects(hub, cid, key_pem, ca_pem))
+    _kube.apply(kube_config, kube_context, _manifests.agent_objects(
+        hub, cid, key_pem, ca_pem, username_claim=username_claim, username_prefix=username_prefix,
+        groups_prefix=groups_prefix))
     logger.warning("Agent installed in namespace %s. Waiting up to %ds for it to report ...",
                    _manifests.NAMESPACE, timeout)
     deadline, last, shown = time.time() + timeout, None, 0.0

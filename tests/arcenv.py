@@ -118,6 +118,10 @@ class ArcEnv:
                 "--resource-id", cfg["data"]["resourceId"], "--identity-key", key,
                 "--apiserver", "https://127.0.0.1:%d" % k.port, "--apiserver-ca", os.path.join(k.dir, "ca.pem"),
                 "--token-file", self.agent_token, "--ping-interval", "1", "--health-listen", "127.0.0.1:0"]
+        # Who the API server sees, as the Deployment's env expands from the ConfigMap.
+        args += ["--username-claim", cfg["data"].get("usernameClaim", "upn"),
+                 "--username-prefix", cfg["data"].get("usernamePrefix", ""),
+                 "--groups-prefix", cfg["data"].get("groupsPrefix", "")]
         if "hub-ca.pem" in sec["data"]:
             ca = os.path.join(self.dir, "identity-hub-ca.pem")
             with open(ca, "wb") as f:

@@ -31,14 +31,24 @@ class TestIssuer:
             json.dump({"keys": [{"kty": "RSA", "use": "sig", "kid": kid, "alg": "RS256", "n": b64u(n),
                                  "e": b64u((65537).to_bytes(3, "big"))}]}, f)
 
-    def mint(self, oid, groups=(), aud=None, ttl=600, nbf=None, alg="RS256", kid=None, key=None, extra=None):
+    def mint(self, oid, groups=(), aud=None, ttl=600, nbf=None, alg="RS256", kid=None, key=None, extra=None,
+             upn=None, idtyp=None, omit=()):
+        """A signed token for object id `oid`. `upn` and `idtyp` add those
+        Entra claims; `extra` adds or replaces any claim; `omit` drops
+        default claims (an app-only token has no preferred_username)."""
         now = int(time.time())
         claims = {"iss": self.issuer, "aud": aud or self.audience, "exp": now + ttl, "nbf": nbf or now - 5,
                   "iat": now - 5, "oid": oid, "sub": "sub-" + oid, "tid": "tenant",
                   "preferred_username": oid + "@example.test"}
         if groups:
             claims["groups"] = list(groups)
+        if upn is not None:
+            claims["upn"] = upn
+        if idtyp is not None:
+            claims["idtyp"] = idtyp
         claims.update(extra or {})
+        for name in omit:
+            claims.pop(name, None)
         header = {"alg": alg, "typ": "JWT", "kid": kid or self.kid}
         signing = b64u(json.dumps(header).encode()) + "." + b64u(json.dumps(claims).encode())
         if alg == "none":

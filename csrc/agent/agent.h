@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "ident.h"
 #include "jwt.h"
 #include "tls.h"
 
@@ -25,6 +26,7 @@ typedef struct agent_cfg {
     const char *jwks_file;
     const char *jwks_url;    /* fetched instead of jwks_file (jwks.c) */
     const char *groups_file; /* group source for tokens with a groups overage */
+    ident_opts ident;        /* whom the API server sees (--username-claim, --*-prefix) */
     /* Registered mode (az connectedk8s connect): the hub hands out the
      * relay, the hybrid connection, Listen tokens and feature switches. */
     const char *hub;          /* https://hub */

@@ -5,10 +5,11 @@
  * Content-Length or chunked coding. Authentication per request:
  *   - a bearer token from the trusted OIDC issuer is verified (signature,
  *     issuer, audience, expiry) and the request goes out with the agent's
- *     own credential plus Impersonate-User (oid, else sub) and
- *     Impersonate-Group headers; any Impersonate-* header the client sent
- *     is refused with 403, so `kubectl --as` can never borrow the agent's
- *     right;
+ *     own credential plus Impersonate-User and Impersonate-Group headers
+ *     naming the caller as ident.h maps its claims (upn for members,
+ *     object id for guests and applications, by default); any
+ *     Impersonate-* header the client sent is refused with 403, so
+ *     `kubectl --as` can never borrow the agent's right;
  *   - any other bearer token (a service-account token) is forwarded
  *     untouched and the API server judges it;
  *   - no token: 401, as the API server itself would answer.
@@ -36,6 +37,7 @@
 #include "conn.h"
 #include "framer.h"
 #include "http.h"
+#include "ident.h"
 #include "log.h"
 #include "url.h"
 #include "ws.h"
@@ -251,11 +253,22 @@ static int forward_head(fwd *f, const http_request *req)
         bad = put(out, &o, h->name, h->name_len) || put(out, &o, ": ", 2) ||
               put(out, &o, h->value, h->value_len) || put(out, &o, "\r\n", 2);
     }
-    const char *user = cl.oid[0] ? cl.oid : cl.sub;
+    /* Two names for one caller: the hub and the groups file know it by
+     * object id; the API server sees the mapped name (ident.h). */
+    const char *oid = ident_object_id(&cl);
+    char user[512] = "", grp[512];
+    const char *kind = impersonate ? ident_kind_name(ident_kind_of(&cl)) : "";
+    if (impersonate && ident_user(&cl, &a->cfg.ident, user, sizeof user) < 0) {
+        log_kv(LOG_INFO, "request.unauthenticated", "oid", oid, "reason", "unusable user name in the token",
+               NULL);
+        jwt_claims_free(&cl);
+        return refuse(f, 401, "Unauthorized", "Unauthorized: the token's user name cannot be impersonated",
+                      0);
+    }
     if (impersonate && a->azure_rbac && !f->authz_ready) {
         authz_attrs at;
         authz_attrs_of(req->method, req->method_len, req->target, req->target_len, &at);
-        f->check = authz_check(a, user, cl.groups, cl.ngroups, cl.groups_overage, &at, authz_done, f);
+        f->check = authz_check(a, oid, cl.groups, cl.ngroups, cl.groups_overage, &at, authz_done, f);
         jwt_claims_free(&cl);
         if (!f->check)
             return refuse(f, 503, "ServiceUnavailable",
@@ -265,14 +278,15 @@ static int forward_head(fwd *f, const http_request *req)
     if (impersonate && a->azure_rbac) {
         f->authz_ready = 0;
         if (f->authz_allowed != 1) {
-            log_kv(LOG_INFO, "request.denied", "user", user, "reason", f->authz_reason, NULL);
+            log_kv(LOG_INFO, "request.denied", "user", user, "oid", oid, "reason", f->authz_reason, NULL);
             jwt_claims_free(&cl);
             return refuse(f, f->authz_allowed < 0 ? 503 : 403,
                           f->authz_allowed < 0 ? "ServiceUnavailable" : "Forbidden", f->authz_reason, 0);
         }
         /* The hub checked the scope; the API server checks the verb
          * through the ClusterRole bound to this level's group
-         * (deploy/agent/azure-rbac.yaml). */
+         * (deploy/agent/azure-rbac.yaml). The agent names this group
+         * itself, so no --groups-prefix goes in front of it. */
         char line[200];
         int n =
             snprintf(line, sizeof line, "Impersonate-Group: connectedk8s:azure-rbac:%s\r\n", f->authz_level);
@@ -284,21 +298,25 @@ static int forward_head(fwd *f, const http_request *req)
                          user);
         bad = n >= (int)sizeof line || put(out, &o, line, (size_t)n);
         for (size_t g = 0; g < cl.ngroups && !bad; g++) {
-            n = snprintf(line, sizeof line, "Impersonate-Group: %s\r\n", cl.groups[g]);
-            bad = put(out, &o, line, (size_t)n);
+            /* A group that cannot be named is not left out: fewer groups
+             * would be a different caller. */
+            bad = ident_group(cl.groups[g], &a->cfg.ident, grp, sizeof grp) < 0;
+            n = snprintf(line, sizeof line, "Impersonate-Group: %s\r\n", grp);
+            bad = bad || put(out, &o, line, (size_t)n);
         }
         if (cl.groups_overage && !cl.ngroups) {
             /* Too many groups for the token: ask the configured source
              * rather than refusing the user (Microsoft's agent refuses). */
             char **extra = NULL;
-            int ng = agent_lookup_groups(a, user, &extra);
+            int ng = agent_lookup_groups(a, oid, &extra);
             if (ng < 0)
-                log_kv(LOG_WARN, "request.groups_overage", "user", user, "note",
+                log_kv(LOG_WARN, "request.groups_overage", "user", user, "oid", oid, "note",
                        a->cfg.groups_file ? "no entry in the groups file" : "no --groups-file configured",
                        NULL);
             for (int g = 0; g < ng && !bad; g++) {
-                n = snprintf(line, sizeof line, "Impersonate-Group: %s\r\n", extra[g]);
-                bad = put(out, &o, line, (size_t)n);
+                bad = ident_group(extra[g], &a->cfg.ident, grp, sizeof grp) < 0;
+                n = snprintf(line, sizeof line, "Impersonate-Group: %s\r\n", grp);
+                bad = bad || put(out, &o, line, (size_t)n);
             }
             if (ng > 0)
                 agent_free_groups(extra, ng);
@@ -315,8 +333,9 @@ static int forward_head(fwd *f, const http_request *req)
     snprintf(path, sizeof path, "%.*s", (int)(p.n < 500 ? p.n : 500), p.p);
     char verb[16];
     snprintf(verb, sizeof verb, "%.*s", (int)(req->method_len < 15 ? req->method_len : 15), req->method);
-    log_kv(LOG_INFO, "request", "user", impersonate ? user : "(bearer passed through)", "name",
-           impersonate ? cl.name : "", "verb", verb, "path", path, NULL);
+    /* The audit line: whom the API server was asked to see, never a token. */
+    log_kv(LOG_INFO, "request", "user", impersonate ? user : "(bearer passed through)", "kind", kind, "oid",
+           impersonate ? oid : "", "name", impersonate ? cl.name : "", "verb", verb, "path", path, NULL);
     jwt_claims_free(&cl);
     if (conn_write(f->up, out, o) < 0) {
         fwd_fail(f, "write to the API server failed");

@@ -54,7 +54,13 @@ static const char usage[] =
     "  --groups-file FILE       groups for tokens with a groups overage claim (JSON: {\"<oid>\": "
     "[\"<group>\", ...]});\n"
     "                           re-read on each such token\n"
+    "  --username-claim upn|oid whom the API server sees for a user: upn (default) is the upn\n"
+    "                           claim when the token has one, else the object id; oid is always\n"
+    "                           the object id. Applications and guests are their object id\n"
+    "  --username-prefix STR    put in front of every impersonated user name (default none)\n"
+    "  --groups-prefix STR      put in front of every impersonated group (default none)\n"
     "Other:\n"
+    "  --NAME=VALUE             the same as --NAME VALUE\n"
     "  --config FILE            JSON object of these options without the dashes, e.g.\n"
     "                           {\"hub\": \"https://hub\", \"resource-id\": \"/subscriptions/...\"};\n"
     "                           flags on the command line win\n"
@@ -294,6 +300,33 @@ static int config_argv(int *argc, char ***argv)
     return 0;
 }
 
+/* --name=value becomes --name value, as the Deployments write flags
+ * (deploy/agent, az connectedk8s connect); an empty value stays a value. */
+static int split_eq_argv(int *argc, char ***argv)
+{
+    char **av = calloc((size_t)(2 * *argc + 1), sizeof *av);
+    if (!av) {
+        fprintf(stderr, "clusterconnect-agent: out of memory reading the command line\n");
+        return -1;
+    }
+    int k = 0;
+    for (int i = 0; i < *argc; i++) {
+        char *a = (*argv)[i], *eq = i > 0 && !strncmp(a, "--", 2) ? strchr(a, '=') : NULL;
+        if (!eq) {
+            av[k++] = a;
+            continue;
+        }
+        if (!(av[k++] = strndup(a, (size_t)(eq - a)))) {
+            fprintf(stderr, "clusterconnect-agent: out of memory reading the command line\n");
+            return -1; /* the process exits; av is not worth freeing */
+        }
+        av[k++] = eq + 1;
+    }
+    *argc = k;
+    *argv = av; /* lives as long as the process, like argv */
+    return 0;
+}
+
 static int need(int i, int argc, const char *a)
 {
     if (i + 1 >= argc) {
@@ -312,7 +345,7 @@ int main(int argc, char **argv)
     c->token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token";
     const char *jwks_ca = NULL;
     json_init(NULL); /* before any cJSON use: trees that lost a member are refused */
-    if (config_argv(&argc, &argv) < 0)
+    if (split_eq_argv(&argc, &argv) < 0 || config_argv(&argc, &argv) < 0)
         return 2;
     const char *api_ca = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt", *relay_ca = NULL,
                *key_file = NULL;
@@ -369,6 +402,16 @@ int main(int argc, char **argv)
             i = need(i, argc, a); /* read before the other flags (config_argv) */
         } else if (!strcmp(a, "--groups-file")) {
             c->groups_file = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--username-claim")) {
+            const char *v = argv[i = need(i, argc, a)];
+            if ((c->ident.claim = ident_parse_claim(v)) < 0) {
+                fprintf(stderr, "clusterconnect-agent: --username-claim is upn or oid, not \"%s\"\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--username-prefix")) {
+            c->ident.user_prefix = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--groups-prefix")) {
+            c->ident.group_prefix = argv[i = need(i, argc, a)];
         } else if (!strcmp(a, "--health-listen")) {
             const char *v = argv[i = need(i, argc, a)];
             char aerr[128];

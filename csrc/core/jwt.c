@@ -180,6 +180,19 @@ static void copy_str(const cJSON *o, const char *name, char *out, size_t cap)
         snprintf(out, cap, "%s", v->valuestring);
 }
 
+/* Like copy_str for the claims that name the caller: one that does not fit
+ * is refused (-1) rather than cut, since a shortened name is someone else. */
+static int copy_id(const cJSON *o, const char *name, char *out, size_t cap)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (!cJSON_IsString(v))
+        return 0;
+    if (strlen(v->valuestring) >= cap)
+        return -1;
+    memcpy(out, v->valuestring, strlen(v->valuestring) + 1);
+    return 0;
+}
+
 static int get_time(const cJSON *o, const char *name, int64_t *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
@@ -291,12 +304,20 @@ int jwt_verify(const char *token, size_t n, const jwt_keyset *ks, const jwt_expe
         goto done;
     }
     copy_str(pl, "iss", out->iss, sizeof out->iss);
-    copy_str(pl, "sub", out->sub, sizeof out->sub);
-    copy_str(pl, "oid", out->oid, sizeof out->oid);
+    if (copy_id(pl, "sub", out->sub, sizeof out->sub) < 0 ||
+        copy_id(pl, "oid", out->oid, sizeof out->oid) < 0 ||
+        copy_id(pl, "upn", out->upn, sizeof out->upn) < 0) {
+        rc = fail(err, JWT_ERR_MALFORMED, "sub, oid or upn too long");
+        goto done;
+    }
     copy_str(pl, "tid", out->tid, sizeof out->tid);
     copy_str(pl, "unique_name", out->name, sizeof out->name);
     copy_str(pl, "upn", out->name, sizeof out->name);
     copy_str(pl, "preferred_username", out->name, sizeof out->name);
+    copy_str(pl, "idtyp", out->idtyp, sizeof out->idtyp);
+    copy_str(pl, "azp", out->appid, sizeof out->appid);
+    copy_str(pl, "appid", out->appid, sizeof out->appid);
+    out->has_scp = cJSON_GetObjectItemCaseSensitive(pl, "scp") != NULL;
     if (get_time(pl, "exp", &out->exp) != 1 || get_time(pl, "nbf", &out->nbf) < 0 ||
         get_time(pl, "iat", &out->iat) < 0) {
         rc = fail(err, JWT_ERR_MALFORMED, "exp missing or not a number");

@@ -5,8 +5,10 @@
  * refused: an HMAC "signature" made with a public key must never pass.
  *
  * Claims the agent maps to Kubernetes impersonation are copied out:
- * oid (else sub), groups, and whether the groups overflowed into a
- * `_claim_names`/`hasgroups` overage marker. */
+ * oid and sub, upn, what tells an application's token from a user's
+ * (idtyp, appid or azp, whether scp is present), groups, and whether the
+ * groups overflowed into a `_claim_names`/`hasgroups` overage marker. The
+ * agent's ident.c decides from these whom to impersonate. */
 #ifndef CK_JWT_H
 #define CK_JWT_H
 #include <openssl/evp.h>
@@ -54,7 +56,11 @@ typedef struct jwt_claims {
     char sub[256];
     char oid[128];
     char tid[128];
-    char name[256]; /* preferred_username, upn or unique_name, for logs */
+    char name[256];  /* preferred_username, upn or unique_name, for logs */
+    char upn[256];   /* the upn claim alone (members of the tenant; guests and apps have none) */
+    char idtyp[16];  /* "app" or "user" when the token says (Entra's idtyp claim) */
+    char appid[128]; /* appid (v1) else azp (v2): the client the token was issued to */
+    int has_scp;     /* a scp claim: delegated (user) permissions; app-only tokens carry roles */
     int64_t exp, nbf, iat;
     char **groups;
     size_t ngroups;

@@ -186,6 +186,42 @@ static void refusals(void)
     free(t);
 }
 
+/* The claims ident.c reads to tell apps from users, and the refusal of
+ * an identity claim too long to copy whole. */
+static void identity_claims(void)
+{
+    jwt_claims c;
+    char *t =
+        sign("RS256", "r1",
+             claims(now + 600, now, "\"api://agent\"",
+                    ",\"upn\":\"ann@contoso.example\",\"idtyp\":\"user\",\"scp\":\"user_impersonation\","
+                    "\"azp\":\"client-v2\""),
+             rsa);
+    CHECK_EQ(verify(t, &c), JWT_OK);
+    CHECK_STR(c.upn, "ann@contoso.example");
+    CHECK_STR(c.name, "ann@example"); /* preferred_username still names the caller in logs */
+    CHECK_STR(c.idtyp, "user");
+    CHECK_STR(c.appid, "client-v2");
+    CHECK(c.has_scp);
+    jwt_claims_free(&c);
+    free(t);
+    t = sign("RS256", "r1",
+             claims(now + 600, now, "\"api://agent\"", ",\"appid\":\"client-v1\",\"roles\":[\"r\"]"), rsa);
+    CHECK_EQ(verify(t, &c), JWT_OK);
+    CHECK_STR(c.upn, "");
+    CHECK_STR(c.idtyp, "");
+    CHECK_STR(c.appid, "client-v1");
+    CHECK(!c.has_scp);
+    jwt_claims_free(&c);
+    free(t);
+    char extra[400];
+    snprintf(extra, sizeof extra, ",\"upn\":\"%0300d@contoso.example\"", 0);
+    t = sign("RS256", "r1", claims(now + 600, now, "\"api://agent\"", extra), rsa);
+    CHECK_EQ(verify(t, &c), JWT_ERR_MALFORMED);
+    jwt_claims_free(&c);
+    free(t);
+}
+
 static void b64url(void)
 {
     uint8_t out[16];
@@ -236,6 +272,7 @@ int main(void)
     TEST(setup);
     TEST(valid_tokens);
     TEST(refusals);
+    TEST(identity_claims);
     TEST(b64url);
     TEST(sign_roundtrip);
     jwt_keyset_free(&ks);

@@ -133,6 +133,10 @@ def test_azure_rbac_viewer_lists_but_cannot_delete(env):
     try:
         r = kubectl(env, kc, "get", "pods", "-n", "default")
         assert r.returncode == 0 and "web" in r.stdout, r.stderr + open(env.agent2.log_path).read()[-2000:]
+        # The API server saw alice's UPN; the hub was asked about her object
+        # id (her role assignments name it), which is why she got in.
+        assert ('"user":"alice@example.test","kind":"user","oid":"%s"' % env.ids["alice"]
+                in open(env.agent2.log_path).read())
         r = kubectl(env, kc, "delete", "pod", "web", "-n", "default")
         assert r.returncode != 0 and "does not have access" in r.stderr and "Writer" in r.stderr, r.stderr
         r = kubectl(env, kc, "get", "secrets", "-n", "default")

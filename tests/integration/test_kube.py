@@ -67,7 +67,13 @@ def test_agent_objects_apply_twice_and_delete_leaves_nothing(kube):
         "namespace/" + _manifests.NAMESPACE]
     cm = json.loads(kube.kubectl("get", "configmap", "clusterconnect-config", "-n", _manifests.NAMESPACE,
                                  "-o", "json").stdout)
-    assert cm["data"] == {"hub": "https://hub.test", "resourceId": CID}
+    assert cm["data"] == {"hub": "https://hub.test", "resourceId": CID, "usernameClaim": "upn", "usernamePrefix": "",
+                          "groupsPrefix": ""}
+    # The Deployment's flags take those settings from the ConfigMap.
+    dep = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--username-claim=$(CK_USERNAME_CLAIM)" in dep["args"]
+    assert {"name": "CK_USERNAME_CLAIM", "valueFrom": {"configMapKeyRef": {
+        "name": "clusterconnect-config", "key": "usernameClaim"}}} in dep["env"]
     # The agent may impersonate users, groups and service accounts, and do nothing else.
     assert can_i(kube, "impersonate", "users", AGENT)
     assert can_i(kube, "impersonate", "groups", AGENT)

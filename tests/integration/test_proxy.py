@@ -31,7 +31,9 @@ def env():
     k.kubectl("create", "serviceaccount", "ci", "-n", "default")
     k.kubectl("create", "clusterrolebinding", "ci-reads", "--clusterrole=pod-reader", "--serviceaccount=default:ci")
     e.sa_token = k.kubectl("create", "token", "ci", "-n", "default", "--duration=1h").stdout.strip()
-    k.kubectl("create", "clusterrolebinding", "alice-reads", "--clusterrole=pod-reader", "--user=" + e.ids["alice"])
+    # A member of the tenant is bound by UPN, as Microsoft's docs bind one
+    # (the agent impersonates members by upn; ident.h).
+    k.kubectl("create", "clusterrolebinding", "alice-reads", "--clusterrole=pod-reader", "--user=alice@example.test")
     e.grant(e.ids["alice"])
     e.alice = e.az()
     e.alice.login_msi(e.ids["alice"])
@@ -62,8 +64,8 @@ def test_proxy_entra_mode_get_pods(env):
         r = kubectl(env, kc, "get", "pods", "-A")
         assert r.returncode == 0, r.stderr + p.text() + open(env.agent_log).read()[-2000:]
         assert "web" in r.stdout
-        # The agent saw alice, impersonated.
-        assert env.ids["alice"] in open(env.agent_log).read()
+        # The agent saw alice, impersonated by her UPN.
+        assert '"user":"alice@example.test","kind":"user","oid":"%s"' % env.ids["alice"] in open(env.agent_log).read()
         cfg = kubectl(env, kc, "config", "view", "-o", "json")
         doc = json.loads(cfg.stdout)
         assert doc["current-context"] == "c1"
@@ -197,7 +199,7 @@ def test_failed_refresh_is_reported_and_the_current_credential_keeps_serving(env
     refused (reported with its code, retried), and kubectl keeps working
     on the credential she already holds until it expires."""
     k = env.kube
-    k.kubectl("create", "clusterrolebinding", "carol-reads", "--clusterrole=pod-reader", "--user=" + env.ids["carol"])
+    k.kubectl("create", "clusterrolebinding", "carol-reads", "--clusterrole=pod-reader", "--user=carol@example.test")
     ra = env.grant(env.ids["carol"])
     carol = env.az()
     carol.login_msi(env.ids["carol"])

@@ -36,7 +36,7 @@ def test_version_is_pypi(env):
 def test_role_assignment_by_name_show_list_proxy_delete(env):
     k = env.kube
     k.kubectl("run", "web", "--image=nginx", "-n", "default")
-    k.kubectl("create", "clusterrolebinding", "alice-reads", "--clusterrole=pod-reader", "--user=" + env.ids["alice"])
+    k.kubectl("create", "clusterrolebinding", "alice-reads", "--clusterrole=pod-reader", "--user=alice@example.test")
     # The command people already use against Azure, by role name.
     # The seeds' form: --assignee by user principal name (az asks the hub's
     # Microsoft Graph sliver for the object id) and a role name.

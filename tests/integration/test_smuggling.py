@@ -518,7 +518,7 @@ def proxy_env():
         k.kubectl("run", "web", "--image=nginx", "-n", "default")
         k.kubectl("create", "secret", "generic", "crown-jewel", "-n", "kube-system", "--from-literal=k=v")
         k.kubectl("create", "clusterrolebinding", "alice-reads", "--clusterrole=pod-reader",
-                  "--user=" + e.ids["alice"])
+                  "--user=alice@example.test")  # members are impersonated by UPN
         e.grant(e.ids["alice"])
         e.alice = e.az()
         e.alice.login_msi(e.ids["alice"])
@@ -550,7 +550,7 @@ def proxy_side(proxy_env):
     s.name, s.kube, s.dir = "proxy", e.kube, e.dir
     s.open = lambda: TLSStream(e.proxy.port, e.certs)
     s.sa = "system:serviceaccount:azure-arc:clusterconnect-agent"
-    s.user = e.ids["alice"]
+    s.user = "alice@example.test"  # whom the API server sees
     alice = next(p for p in e.directory["principals"] if p.get("objectId") == e.ids["alice"])
     s.groups = set(alice.get("groups") or []) | {"system:authenticated"}
     s.token = None  # the proxy adds alice's credential to every request

@@ -123,10 +123,13 @@ def test_params_wire_each_validator_to_its_argument():
     assert reg["connectedk8s proxy"]["pool"]["validator"] is v.validate_pool_size
     for scope in ("connectedk8s enable-features", "connectedk8s disable-features"):
         assert reg[scope]["features"]["validator"] is v.validate_features
+    for dest in ("username_prefix", "groups_prefix"):
+        assert reg["connectedk8s connect"][dest]["validator"] is v.validate_identity_prefixes
     # Nothing else carries a validator by accident.
     wired = {(s, d) for s, args in reg.items() for d, kw in args.items() if "validator" in kw}
     assert wired == {("connectedk8s proxy", "api_server_port"), ("connectedk8s proxy", "pool"),
-                     ("connectedk8s enable-features", "features"), ("connectedk8s disable-features", "features")}
+                     ("connectedk8s enable-features", "features"), ("connectedk8s disable-features", "features"),
+                     ("connectedk8s connect", "username_prefix"), ("connectedk8s connect", "groups_prefix")}
 
 
 def test_proxy_defaults_pass_the_validators():
@@ -137,3 +140,37 @@ def test_proxy_defaults_pass_the_validators():
     v.validate_port(ns)
     v.validate_pool_size(ns)
     assert (ns.api_server_port, ns.pool) == (47011, 2)
+
+
+@pytest.mark.parametrize("prefix", [None, "", "aad:", "oidc:contoso/"])
+def test_identity_prefixes_accepted(prefix):
+    ns = SimpleNamespace(username_prefix=prefix, groups_prefix=prefix)
+    v.validate_identity_prefixes(ns)
+    assert (ns.username_prefix, ns.groups_prefix) == (prefix, prefix)
+
+
+@pytest.mark.parametrize("opt,attr", [("--username-prefix", "username_prefix"), ("--groups-prefix", "groups_prefix")])
+def test_identity_prefixes_refused(opt, attr):
+    ns = SimpleNamespace(username_prefix=None, groups_prefix=None)
+    setattr(ns, attr, "aad:\r\nImpersonate-Group: system:masters")
+    with pytest.raises(InvalidArgumentValueError) as ei:
+        v.validate_identity_prefixes(ns)
+    assert str(ei.value) == "%s must not contain control characters." % opt
+
+
+def test_connect_identity_settings_reach_the_agents_configmap():
+    import inspect
+    from azext_connectedk8s import _manifests, custom
+    params = inspect.signature(custom.connect).parameters
+    assert (params["username_claim"].default, params["username_prefix"].default,
+            params["groups_prefix"].default) == ("upn", "", "")
+    objs = _manifests.agent_objects("https://hub.test", "/subscriptions/s/x", "KEY", username_claim="oid",
+                                    username_prefix="aad:", groups_prefix="aadgroup:")
+    cm = next(o for o in objs if o["kind"] == "ConfigMap")
+    assert cm["data"]["usernameClaim"] == "oid" and cm["data"]["usernamePrefix"] == "aad:"
+    assert cm["data"]["groupsPrefix"] == "aadgroup:"
+    c = next(o for o in objs if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert ["--username-claim=$(CK_USERNAME_CLAIM)", "--username-prefix=$(CK_USERNAME_PREFIX)",
+            "--groups-prefix=$(CK_GROUPS_PREFIX)"] == c["args"][-3:]
+    assert {e["name"]: e["valueFrom"]["configMapKeyRef"]["key"] for e in c["env"]} == {
+        "CK_USERNAME_CLAIM": "usernameClaim", "CK_USERNAME_PREFIX": "usernamePrefix", "CK_GROUPS_PREFIX": "groupsPrefix"}
