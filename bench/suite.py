@@ -431,17 +431,6 @@ def row3_fresh(rig, p, t):
     px.stop()
 
 
-def kube_post(rig, path, obj):
-    ep = C.Endpoint("direct", rig.env.kube.port, *rig.admin)
-    body = json.dumps(obj).encode()
-    s = ep.connect()
-    s.sendall(("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-               % (path, len(body))).encode() + body)
-    st, b = C.Reader(s).response()
-    s.close()
-    assert st in (200, 201), (st, b[:300])
-
-
 class Poster:
     """Creates objects on one kept-alive direct connection (the event source)."""
 
@@ -544,6 +533,11 @@ def row4_scale(rig, p, t):
           % (p["stall_flowing"], p["stall_updates"], p["stall_kib"]), "ratio", "lower",
           *[stall[x]["with"]["p50"] / stall[x]["without"]["p50"] if x in stall else None for x in PATHS],
           ref="none")
+    t.add("4", "stalled consumer: time until the flowing watchers had every event, with / without stall",
+          "ratio", "lower",
+          *[stall[x]["with"]["done_s"] / stall[x]["without"]["done_s"]
+            if x in stall and stall[x]["with"]["done_s"] and stall[x]["without"]["done_s"] else None
+            for x in PATHS], ref="none")
     t.add("4", "stalled consumer: flowing watchers got every event while it stalled", "yes=1", "higher",
           *[1.0 if x in stall and stall[x]["with"]["complete"] else (0.0 if x in stall else None) for x in PATHS],
           ref="none")
@@ -840,7 +834,7 @@ def main():
                             text=True).stdout.strip() or "?"
     dirty = subprocess.run(["git", "status", "--porcelain", "--", "csrc", "azext_connectedk8s"], cwd=ROOT,
                            capture_output=True, text=True).stdout.strip()
-    cmd = "bench/run " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+    cmd = " ".join(["bench/run"] + [shlex.quote(x) for x in sys.argv[1:]])
     table = markdown(t)
     tg = targets(t)
     files = plots(t, a.out)
