@@ -62,14 +62,24 @@ typedef struct routes {
     arm_t *arm;
 } routes;
 
-static int route_api(void *ud, const api_req *req, api_resp *resp)
+/* The front door's table: each part on the path prefixes it serves (a
+ * part still answers only the paths it knows within them). */
+static int mount_relay(hub_t *h, relay_t *relay)
 {
-    routes *r = ud;
-    if (r->idp && idp_route(r->idp, req, resp))
-        return 1;
-    if (r->arm && (agentapi_route(r->arm, req, resp) || arm_route(r->arm, req, resp)))
-        return 1;
-    return 0;
+    return hub_mount_takeover(h, "/$hc/", 0, relay_take, relay) ||
+           hub_mount_takeover(h, "/%24hc/", 0, relay_take, relay) || hub_hook(h, &relay_hooks, relay);
+}
+
+static int mount_control_plane(hub_t *h, const routes *rt)
+{
+    return hub_mount(h, "/adfs/", 0, idp_route, rt->idp) ||
+           hub_mount(h, "/msi/token", 0, idp_route, rt->idp) ||
+           hub_mount(h, "/graph/v1.0/", 0, idp_route, rt->idp) ||
+           hub_mount(h, "/agent/v1/", 0, agentapi_route, rt->arm) ||
+           hub_mount(h, "/subscriptions", HUB_NOCASE, arm_route, rt->arm) ||
+           /* az asks for cloud metadata at "//metadata/endpoints" too */
+           hub_mount(h, "/metadata/endpoints", 0, arm_route, rt->arm) ||
+           hub_mount(h, "//", 0, arm_route, rt->arm);
 }
 
 static uv_signal_t sigint_h, sigterm_h;
@@ -331,17 +341,16 @@ int main(int argc, char **argv)
     }
     hubcfg_free(&cfg);
     static routes rt;
-    hub_opts ho = {.host = host,
-                   .port = port,
-                   .head_timeout_ms = 10000,
-                   .max_body = 1 << 20,
-                   .api = route_api,
-                   .api_ud = &rt,
-                   .conn = conn_default_opts};
+    hub_opts ho = {
+        .host = host, .port = port, .head_timeout_ms = 10000, .max_body = 1 << 20, .conn = conn_default_opts};
     char lerr[128];
-    g_hub = hub_new(loop, tls, relay, &ho, lerr);
+    g_hub = hub_new(loop, tls, &ho, lerr);
     if (!g_hub) {
         fprintf(stderr, "arc-hub: %s\n", lerr);
+        return 1;
+    }
+    if (mount_relay(g_hub, relay) != 0) {
+        fprintf(stderr, "arc-hub: the front door's route table is full\n");
         return 1;
     }
     int bound = hub_port(g_hub);
@@ -376,6 +385,10 @@ int main(int argc, char **argv)
         arm_opts ao = {.public_url = url, .credential_ttl = (int)cred_ttl, .heartbeat_s = (int)heartbeat_s};
         if (!(rt.arm = arm_new(store, rt.idp, relay, &ao, err))) {
             fprintf(stderr, "arc-hub: %s\n", err);
+            return 1;
+        }
+        if (mount_control_plane(g_hub, &rt) != 0) {
+            fprintf(stderr, "arc-hub: the front door's route table is full\n");
             return 1;
         }
         if (dev) {

@@ -19,7 +19,7 @@
 #include <time.h>
 
 #include "enc.h"
-#include "hub.h"
+#include "api.h"
 #include "json.h"
 #include "log.h"
 #include "ws.h"
@@ -197,7 +197,7 @@ static void reject(relay_t *r, conn_t *c, enum reject_reason why, int status, co
     r->rejects[why]++;
     log_kv(LOG_INFO, "relay.reject", "remote", conn_peer(c), "action", action ? action : "", "entity",
            entity ? entity : "", "status", st, "reason", reject_names[why], NULL);
-    hub_reply(c, status, desc, "text/plain", desc);
+    api_reply_close(c, status, desc, "text/plain", desc);
 }
 
 static rhc *find_hc(relay_t *r, const char *path, size_t *matched)
@@ -239,14 +239,14 @@ static fail_entry *fail_slot(relay_t *r, const char *ip, int create)
 static int rate_limited(relay_t *r, const char *ip)
 {
     fail_entry *f = fail_slot(r, ip, 0);
-    uint64_t now = hub_now_ms();
+    uint64_t now = api_now_ms();
     return f && now - f->window_start < FAIL_WINDOW_MS && f->fails >= FAIL_LIMIT;
 }
 
 static void note_failure(relay_t *r, const char *ip)
 {
     fail_entry *f = fail_slot(r, ip, 1);
-    uint64_t now = hub_now_ms();
+    uint64_t now = api_now_ms();
     if (now - f->window_start >= FAIL_WINDOW_MS) {
         f->window_start = now;
         f->fails = 0;
@@ -341,7 +341,7 @@ static size_t listener_on_data(conn_t *c, uint8_t *data, size_t len)
     listener *l = conn_data(c);
     if (l->closing)
         return len;
-    l->last_seen = hub_now_ms();
+    l->last_seen = api_now_ms();
     l->awaiting_pong = 0; /* any frame proves the peer alive */
     long n = ws_msg_feed(&l->msg, data, len, on_control_message, l);
     if (n < 0) {
@@ -595,7 +595,7 @@ static conn_t *pending_detach(pending *p)
     if (p->l)
         p->l->load--;
     free(p);
-    conn_set_cbs(sender, &hub_answered_cbs);
+    conn_set_cbs(sender, &api_answered_cbs);
     conn_set_data(sender, NULL);
     return sender;
 }
@@ -684,8 +684,8 @@ static void do_listen(relay_t *r, conn_t *c, const http_request *req, const char
     const char *ip = conn_peer_ip(c);
     if (rate_limited(r, ip)) {
         r->rejects[RJ_RATE_LIMITED]++;
-        hub_reply(c, 429, "Too many failed listen attempts from this address; retry later.", "text/plain",
-                  "Too many failed listen attempts from this address; retry later.\n");
+        api_reply_close(c, 429, "Too many failed listen attempts from this address; retry later.",
+                        "text/plain", "Too many failed listen attempts from this address; retry later.\n");
         return;
     }
     size_t matched;
@@ -720,7 +720,7 @@ static void do_listen(relay_t *r, conn_t *c, const http_request *req, const char
     }
     listener *l = calloc(1, sizeof *l);
     if (!l) {
-        hub_reply(c, 503, NULL, "text/plain", "out of memory\n");
+        api_reply_close(c, 503, NULL, "text/plain", "out of memory\n");
         return;
     }
     int wrc = write_101(c, key, NULL);
@@ -736,7 +736,7 @@ static void do_listen(relay_t *r, conn_t *c, const http_request *req, const char
     l->c = c;
     l->hc = hc;
     l->token_exp = exp;
-    l->last_seen = hub_now_ms();
+    l->last_seen = api_now_ms();
     snprintf(l->host, sizeof l->host, "%s", host);
     snprintf(l->sas_host, sizeof l->sas_host, "%s", sas_host);
     url_slice idraw;
@@ -821,7 +821,7 @@ static void do_connect(relay_t *r, conn_t *c, const http_request *req, const cha
     }
     pending *p = calloc(1, sizeof *p);
     if (!p) {
-        hub_reply(c, 503, NULL, "text/plain", "out of memory\n");
+        api_reply_close(c, 503, NULL, "text/plain", "out of memory\n");
         return;
     }
     uint8_t rnd[16];
@@ -831,7 +831,7 @@ static void do_connect(relay_t *r, conn_t *c, const http_request *req, const cha
     p->hc = hc;
     p->l = l;
     p->sender = c;
-    p->deadline = hub_now_ms() + r->o.rendezvous_ms;
+    p->deadline = api_now_ms() + r->o.rendezvous_ms;
     header_to(req, "Sec-WebSocket-Key", p->key, sizeof p->key);
 
     /* The accept message: connectHeaders are the sender's headers minus
@@ -875,8 +875,8 @@ static void do_connect(relay_t *r, conn_t *c, const http_request *req, const cha
     if (!text || send_frame(l->c, WS_OP_TEXT, text, strlen(text)) < 0) {
         free(text);
         free(p);
-        hub_reply(c, 503, "The listener could not be reached; retry.", "text/plain",
-                  "listener unreachable\n");
+        api_reply_close(c, 503, "The listener could not be reached; retry.", "text/plain",
+                        "listener unreachable\n");
         return;
     }
     free(text);
@@ -928,15 +928,15 @@ static void do_accept(relay_t *r, conn_t *c, const http_request *req, const char
         r->rejects[RJ_LISTENER_REJECTED]++;
         log_kv(LOG_INFO, "sender.rejected_by_listener", "id", p->id, "entity", hc->name, NULL);
         conn_t *sender = pending_detach(p);
-        hub_reply(c, 410, "Gone", "text/plain", "rejection delivered\n");
-        hub_reply(sender, code, desc, "text/plain", desc);
+        api_reply_close(c, 410, "Gone", "text/plain", "rejection delivered\n");
+        api_reply_close(sender, code, desc, "text/plain", desc);
         return;
     }
     pair *s = calloc(1, sizeof *s);
     if (!s) {
         conn_t *sender = pending_detach(p);
-        hub_reply(c, 503, NULL, "text/plain", "out of memory\n");
-        hub_reply(sender, 503, NULL, "text/plain", "out of memory\n");
+        api_reply_close(c, 503, NULL, "text/plain", "out of memory\n");
+        api_reply_close(sender, 503, NULL, "text/plain", "out of memory\n");
         return;
     }
     char proto[128], sender_accept[29];
@@ -951,8 +951,8 @@ static void do_accept(relay_t *r, conn_t *c, const http_request *req, const char
         free(s);
         conn_t *sender = pending_detach(p);
         conn_close(c, 0);
-        hub_reply(sender, 503, "The listener could not be reached; retry.", "text/plain",
-                  "listener unreachable\n");
+        api_reply_close(sender, 503, "The listener could not be reached; retry.", "text/plain",
+                        "listener unreachable\n");
         return;
     }
     pending_unlink(p);
@@ -960,7 +960,7 @@ static void do_accept(relay_t *r, conn_t *c, const http_request *req, const char
     listener *l = p->l;
     s->r = r;
     s->l = l; /* inherits the load unit the pending rendezvous held */
-    s->started = hub_now_ms();
+    s->started = api_now_ms();
     snprintf(s->hc, sizeof s->hc, "%s", hc->name);
     snprintf(s->id, sizeof s->id, "%s", p->id);
     s->a.s = s->b.s = s;
@@ -1169,8 +1169,8 @@ void relay_tick(relay_t *r, uint64_t now)
         r->rejects[RJ_RENDEZVOUS_TIMEOUT]++;
         log_kv(LOG_INFO, "sender.timeout", "id", p->id, NULL);
         conn_t *sender = pending_detach(p);
-        hub_reply(sender, 504, "The listener did not accept the connection in time.", "text/plain",
-                  "The listener did not accept the connection in time.\n");
+        api_reply_close(sender, 504, "The listener did not accept the connection in time.", "text/plain",
+                        "The listener did not accept the connection in time.\n");
     }
 }
 
@@ -1258,3 +1258,27 @@ void relay_free(relay_t *r)
     free_rules(r->ns_rules, r->n_ns);
     free(r);
 }
+
+/* ---- as a part behind the front door (api.h) -------------------------- */
+
+void relay_take(void *relay, conn_t *c, const http_request *req, url_slice rest, url_slice query)
+{
+    relay_handle(relay, c, req, rest, query);
+}
+
+static void hook_tick(void *ud, uint64_t now_ms)
+{
+    relay_tick(ud, now_ms);
+}
+
+static size_t hook_metrics(void *ud, char *out, size_t cap)
+{
+    return relay_metrics(ud, out, cap);
+}
+
+static void hook_shutdown(void *ud)
+{
+    relay_shutdown(ud);
+}
+
+const api_hooks relay_hooks = {.tick = hook_tick, .metrics = hook_metrics, .shutdown = hook_shutdown};
