@@ -297,6 +297,12 @@ arm_t *arm_new(store_t *s, idp_t *idp, relay_t *relay, const arm_opts *o, char e
         free(a);
         return NULL;
     }
+    /* Reports are written about once per heartbeat interval. */
+    if (!(a->beats =
+              beats_new(o->loop ? o->loop : uv_default_loop(), s, (unsigned)a->o.heartbeat_s * 1000, err))) {
+        free(a);
+        return NULL;
+    }
     char nb[16];
     snprintf(nb, sizeof nb, "%d", booted);
     log_kv(LOG_INFO, "arm.start", "clusters", nb, "audience", a->aud, NULL);
@@ -305,5 +311,16 @@ arm_t *arm_new(store_t *s, idp_t *idp, relay_t *relay, const arm_opts *o, char e
 
 void arm_free(arm_t *a)
 {
+    if (!a)
+        return;
+    beats_free(a->beats);
     free(a);
 }
+
+static void hook_tick(void *ud, uint64_t now_ms)
+{
+    arm_t *a = ud;
+    beats_tick(a->beats, now_ms);
+}
+
+const api_hooks arm_hooks = {.tick = hook_tick};

@@ -29,5 +29,8 @@
 arm_t *arm_new(store_t *s, idp_t *idp, relay_t *relay, const arm_opts *o, char err[256]);
 void arm_free(arm_t *a);
 int arm_route(void *ud, const api_req *req, api_resp *resp);
+/* For the front door (ud: the arm_t): the tick writes agents' reports to
+ * the store in the background (beats.h). */
+extern const api_hooks arm_hooks;
 
 #endif

@@ -313,3 +313,8 @@ const char *arm_sas_host(arm_t *a)
 {
     return a->sas_host;
 }
+
+beats_t *arm_beats(arm_t *a)
+{
+    return a->beats;
+}

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "api.h"
+#include "beats.h"
 #include "idp.h"
 #include "rbac.h"
 #include "relay.h"
@@ -26,6 +27,7 @@ typedef struct arm_opts {
     int credential_ttl;         /* seconds a listClusterUserCredential SAS lives */
     int heartbeat_s;            /* agents report this often; three missed: Offline */
     const char *agent_audience; /* audience of user tokens for agents (default: Arc's app id) */
+    uv_loop_t *loop;            /* where agents' reports are written from (default: uv_default_loop) */
 } arm_opts;
 
 typedef struct arm arm_t;
@@ -40,7 +42,8 @@ idp_t *arm_idp(arm_t *a);
 relay_t *arm_relay(arm_t *a);
 const arm_opts *arm_options(arm_t *a);
 const char *arm_relay_host(arm_t *a); /* host[:port] */
-const char *arm_sas_host(arm_t *a);   /* host, as SAS scopes name it */
+const char *arm_sas_host(arm_t *a);
+beats_t *arm_beats(arm_t *a); /* host, as SAS scopes name it */
 
 #define MAX_SEGS 24
 #define SEG_MAX 256
@@ -53,6 +56,7 @@ struct arm {
     store_t *s;
     idp_t *idp;
     relay_t *relay;
+    beats_t *beats; /* agents' reports, in memory */
     arm_opts o;
     char public_url[512];
     char relay_host[256]; /* host[:port] of the relay, as clients dial it */

@@ -12,10 +12,42 @@
 #include "log.h"
 #include "sas.h"
 
-static void cc_live(arm_t *a, cJSON *body, const char *secret)
+/* What the agent reported since the row was last written (beats.h). */
+static void overlay_beat(const beat *e, cJSON *props, cJSON *sec)
+{
+    char when[32];
+    time_t t = (time_t)e->last_heartbeat;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    api_set_str(props, "lastConnectivityTime", when);
+    if (e->agent_version[0])
+        api_set_str(props, "agentVersion", e->agent_version);
+    if (e->k8s_version[0])
+        api_set_str(props, "kubernetesVersion", e->k8s_version);
+    if (e->nodes >= 0) {
+        cJSON_DeleteItemFromObjectCaseSensitive(props, "totalNodeCount");
+        cJSON_AddNumberToObject(props, "totalNodeCount", e->nodes);
+    }
+    cJSON *prof = cJSON_GetObjectItemCaseSensitive(props, "arcAgentProfile");
+    if (!cJSON_IsObject(prof)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(props, "arcAgentProfile");
+        prof = cJSON_AddObjectToObject(props, "arcAgentProfile");
+    }
+    api_set_str(prof, "agentState", "Succeeded");
+    cJSON_DeleteItemFromObjectCaseSensitive(sec, "lastHeartbeat");
+    cJSON_AddNumberToObject(sec, "lastHeartbeat", (double)e->last_heartbeat);
+}
+
+/* Fills the live fields (connectivity, the agent's latest report) into a
+ * stored body; `key` is the cluster's store key. */
+static void cc_live(arm_t *a, const char *key, cJSON *body, const char *secret)
 {
     cJSON *props = cJSON_GetObjectItemCaseSensitive(body, "properties");
     cJSON *sec = secret ? cJSON_Parse(secret) : NULL;
+    const beat *e = props && sec ? beats_find(a->beats, key) : NULL;
+    if (e)
+        overlay_beat(e, props, sec);
     const char *hc = api_jstr(sec, "hc");
     int listeners = hc ? relay_listeners(a->relay, hc) : -1;
     const char *last = api_jstr(props, "lastConnectivityTime");
@@ -148,6 +180,8 @@ static void cc_put(arm_t *a, const cc_ref *r, const caller *who, const api_req *
         return;
     }
     cJSON *prev = exists ? cJSON_Parse(old.body) : NULL;
+    if (!exists) /* reports held for an earlier cluster of this name are not this one's */
+        beats_drop(a->beats, r->key);
     char now[32];
     arm_iso_now(now);
     const char *by_type = strcmp(who->c.sub, who->oid) == 0 && who->c.name[0] ? "User" : "Application";
@@ -242,7 +276,7 @@ static void cc_put(arm_t *a, const cc_ref *r, const caller *who, const api_req *
     }
     log_kv(LOG_INFO, "arm.cluster_put", "id", r->id, "by", who->oid, "created", exists ? "false" : "true",
            NULL);
-    cc_live(a, body, secret);
+    cc_live(a, r->key, body, secret);
     api_json(resp, exists ? 200 : 201, cJSON_PrintUnformatted(body));
 out:
     free(secret);
@@ -279,7 +313,7 @@ static void cc_get(arm_t *a, const cc_ref *r, api_resp *resp)
     if (!load_cluster(a, r, &g, resp))
         return;
     cJSON *b = cJSON_Parse(g.body);
-    cc_live(a, b, g.secret);
+    cc_live(a, r->key, b, g.secret);
     api_json(resp, 200, arm_print(b));
     free(g.body);
     free(g.secret);
@@ -334,7 +368,7 @@ static void cc_patch(arm_t *a, const cc_ref *r, const caller *who, const api_req
         goto out;
     }
     log_kv(LOG_INFO, "arm.cluster_patch", "id", r->id, "by", who->oid, NULL);
-    cc_live(a, b, g.secret);
+    cc_live(a, r->key, b, g.secret);
     api_json(resp, 200, cJSON_PrintUnformatted(b));
 out:
     cJSON_Delete(in);
@@ -357,6 +391,7 @@ static void cc_delete(arm_t *a, const cc_ref *r, const caller *who, api_resp *re
         cJSON *s = g.secret ? cJSON_Parse(g.secret) : NULL;
         if (api_jstr(s, "hc"))
             relay_remove_hc(a->relay, api_jstr(s, "hc"));
+        beats_drop(a->beats, r->key);
         cJSON_Delete(s);
         log_kv(LOG_INFO, "arm.cluster_delete", "id", r->id, "by", who->oid, NULL);
         api_json(resp, 200, NULL);
@@ -378,7 +413,7 @@ static int list_row(void *ud, const store_row *r)
         return 0;
     cJSON *b = cJSON_Parse(r->body);
     if (b) {
-        cc_live(w->a, b, r->secret);
+        cc_live(w->a, r->id, b, r->secret);
         arm_push_row(w->arr, b);
     }
     return 0;

@@ -79,7 +79,7 @@ static int mount_control_plane(hub_t *h, const routes *rt)
            hub_mount(h, "/subscriptions", HUB_NOCASE, arm_route, rt->arm) ||
            /* az asks for cloud metadata at "//metadata/endpoints" too */
            hub_mount(h, "/metadata/endpoints", 0, arm_route, rt->arm) ||
-           hub_mount(h, "//", 0, arm_route, rt->arm);
+           hub_mount(h, "//", 0, arm_route, rt->arm) || hub_hook(h, &arm_hooks, rt->arm);
 }
 
 static uv_signal_t sigint_h, sigterm_h;
@@ -382,7 +382,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "arc-hub: %s\n", err);
             return 1;
         }
-        arm_opts ao = {.public_url = url, .credential_ttl = (int)cred_ttl, .heartbeat_s = (int)heartbeat_s};
+        arm_opts ao = {.loop = loop,
+                       .public_url = url,
+                       .credential_ttl = (int)cred_ttl,
+                       .heartbeat_s = (int)heartbeat_s};
         if (!(rt.arm = arm_new(store, rt.idp, relay, &ao, err))) {
             fprintf(stderr, "arc-hub: %s\n", err);
             return 1;
