@@ -66,11 +66,11 @@ $(BUILD)/bin/clusterconnect-agent: $(AGENT_OBJ) $(BUILD)/lib/libck.a
 # after a hub or proxy module (test_store, fuzz_kubeconfig) also gets that
 # module's source.
 # A module's own dependencies among its daemon's modules come along
-# (EXTRA_<module>): the relay answers through api.c, beats writes to
+# (MODULE_DEPS_<module>): the relay answers through api.c, beats writes to
 # the store.
-EXTRA_relay = csrc/hub/api.c
-EXTRA_beats = csrc/hub/store.c
-MODULE_SRC = $(wildcard csrc/hub/$*.c csrc/proxy/$*.c csrc/agent/$*.c) $(EXTRA_$*)
+MODULE_DEPS_relay = csrc/hub/api.c
+MODULE_DEPS_beats = csrc/hub/store.c
+MODULE_SRC = $(wildcard csrc/hub/$*.c csrc/proxy/$*.c csrc/agent/$*.c) $(MODULE_DEPS_$*)
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: csrc/tests/test_%.c csrc/tests/check.h $(CORE_SRC) $(CORE_HDR) $$(MODULE_SRC) csrc/warnings
 	@mkdir -p $(BUILD)/tests

@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "json.h"
+#include "list.h"
 #include "log.h"
 
 typedef struct front front;
@@ -20,7 +21,7 @@ struct front {
     char *acc;
     size_t acc_len, acc_need;
     unsigned served; /* API requests answered on this connection */
-    front *prev, *next;
+    list_node link;  /* on hub.fronts */
 };
 
 typedef struct route {
@@ -49,7 +50,7 @@ struct hub {
     size_t nroutes;
     hook hooks[HUB_HOOKS_MAX];
     size_t nhooks;
-    front *fronts;
+    list_node fronts; /* front.link: connections still in the front door */
     int closing;
     int open_handles;
 };
@@ -98,12 +99,7 @@ static int route_matches(const route *r, url_slice path)
 
 static void front_unlink(front *f)
 {
-    if (f->prev)
-        f->prev->next = f->next;
-    else
-        f->h->fronts = f->next;
-    if (f->next)
-        f->next->prev = f->prev;
+    list_remove(&f->link);
 }
 
 static const conn_cbs front_cbs;
@@ -358,19 +354,16 @@ static void on_connection(uv_stream_t *srv, int status)
     f->h = h;
     f->started = api_now_ms();
     f->c = c;
-    f->next = h->fronts;
-    if (h->fronts)
-        h->fronts->prev = f;
-    h->fronts = f;
+    list_insert_head(&h->fronts, &f->link);
 }
 
 static void on_tick(uv_timer_t *t)
 {
     hub_t *h = t->data;
     uint64_t now = api_now_ms();
-    front *next;
-    for (front *f = h->fronts; f; f = next) {
-        next = f->next;
+    list_node *n, *tmp;
+    list_foreach (n, tmp, &h->fronts) {
+        front *f = list_entry(n, front, link);
         if (now - f->started < h->o.head_timeout_ms)
             continue;
         /* Slow or silent clients must not hold a slot forever. An idle
@@ -398,6 +391,7 @@ hub_t *hub_new(uv_loop_t *loop, tls_ctx *tls, const hub_opts *o, char err[128])
         return NULL;
     }
     h->loop = loop;
+    list_init(&h->fronts);
     h->tls = tls;
     h->o = *o;
     if (conn_listen(loop, &h->srv, o->host, o->port, on_connection, err) != 0) {
@@ -425,8 +419,8 @@ void hub_shutdown(hub_t *h)
     h->closing = 1;
     uv_close((uv_handle_t *)&h->srv, NULL);
     uv_close((uv_handle_t *)&h->tick, NULL);
-    while (h->fronts) {
-        front *f = h->fronts;
+    while (!list_empty(&h->fronts)) {
+        front *f = list_entry(h->fronts.next, front, link);
         conn_t *c = f->c;
         front_done(f);
         conn_set_data(c, NULL);

@@ -12,6 +12,7 @@
 #include "agentapi.h"
 #include "arm.h"
 #include "cert.h"
+#include "file.h"
 #include "hub.h"
 #include "hubcfg.h"
 #include "idp.h"
@@ -398,20 +399,19 @@ int main(int argc, char **argv)
             /* The agent verifies user tokens with this key set. */
             char jwks_path[4200];
             snprintf(jwks_path, sizeof jwks_path, "%s/jwks.json", dev);
-            FILE *jf = fopen(jwks_path, "w");
-            if (!jf || fputs(idp_jwks(rt.idp), jf) < 0 || fclose(jf) != 0) {
-                fprintf(stderr, "arc-hub: cannot write %s\n", jwks_path);
+            const char *jwks = idp_jwks(rt.idp);
+            if (file_write_atomic(jwks_path, jwks, strlen(jwks), 0644, 0, err) < 0) {
+                fprintf(stderr, "arc-hub: %s\n", err);
                 return 1;
             }
         }
         printf("arc-hub: control plane at %s (issuer %s)\n", url, idp_issuer(rt.idp));
     }
     if (port_file) {
-        char tmp[4096];
-        snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
-        FILE *f = fopen(tmp, "w");
-        if (!f || fprintf(f, "%d\n", bound) < 0 || fclose(f) != 0 || rename(tmp, port_file) != 0) {
-            fprintf(stderr, "arc-hub: cannot write %s\n", port_file);
+        char pb[16];
+        int pn = snprintf(pb, sizeof pb, "%d\n", bound);
+        if (file_write_atomic(port_file, pb, (size_t)pn, 0644, 0, err) < 0) {
+            fprintf(stderr, "arc-hub: %s\n", err);
             return 1;
         }
     }
