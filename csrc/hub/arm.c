@@ -263,6 +263,11 @@ arm_t *arm_new(store_t *s, idp_t *idp, relay_t *relay, const arm_opts *o, char e
         snprintf(err, 256, "out of memory");
         return NULL;
     }
+    if (!o->verify) {
+        snprintf(err, 256, "the control plane needs its trusted issuers");
+        free(a);
+        return NULL;
+    }
     a->s = s;
     a->idp = idp;
     a->relay = relay;

@@ -162,7 +162,7 @@ int arm_authenticate(arm_t *a, const api_req *req, caller *who, api_resp *resp)
     }
     const char *const auds[] = {a->aud, a->aud_noslash, NULL};
     char err[JWT_ERRLEN];
-    int rc = idp_verify(a->idp, h->value + 7, h->value_len - 7, auds, &who->c, err);
+    int rc = verify_token(a->o.verify, h->value + 7, h->value_len - 7, auds, &who->c, err);
     if (rc != JWT_OK) {
         snprintf(resp->headers, sizeof resp->headers, "%s", www);
         log_kv(LOG_WARN, "arm.auth_failed", "peer", req->peer, "reason", err, NULL);

@@ -20,6 +20,7 @@
 #include "rbac.h"
 #include "relay.h"
 #include "store.h"
+#include "verify.h"
 
 typedef struct arm_opts {
     const char *public_url;     /* https://host[:port] clients use */
@@ -28,6 +29,7 @@ typedef struct arm_opts {
     int heartbeat_s;            /* agents report this often; three missed: Offline */
     const char *agent_audience; /* audience of user tokens for agents (default: Arc's app id) */
     uv_loop_t *loop;            /* where agents' reports are written from (default: uv_default_loop) */
+    const verify_t *verify;     /* the issuers whose tokens ARM callers may bring (required) */
 } arm_opts;
 
 typedef struct arm arm_t;
