@@ -355,3 +355,40 @@ def test_without_the_demo_issuer_only_trusted_issuers_open_the_control_plane(env
         assert r.returncode == 2 and "--no-demo-issuer needs --trust-issuer" in r.stderr, r.stderr
     finally:
         shutil.rmtree(pd, ignore_errors=True)
+
+
+def test_heartbeats_show_at_once_and_survive_a_clean_restart(env, tmp_path):
+    """An agent's heartbeat is kept in memory (no synchronous write on the
+    hub's loop): GET shows it at once; the hub writes it in the background
+    and at a clean stop, so a restarted hub still knows what the agent
+    reported and when it was last seen."""
+    import base64
+
+    hub, ids, admin, d = env
+    cid = cluster_id(ids, rg="beats", name="b1")
+    base = "https://127.0.0.1:%d" % hub.port
+    ident = TestIssuer(str(tmp_path), issuer=cid, audience=base + "/agent", kid="agent")
+    pub = subprocess.run(["openssl", "rsa", "-in", ident.key, "-pubout", "-outform", "DER"], check=True,
+                         capture_output=True).stdout
+    admin.rest("put", cid, {"location": "x", "properties": {"agentPublicKeyCertificate": base64.b64encode(pub).decode()}})
+    shown = json.loads(admin.rest("get", cid).stdout)["properties"]
+    assert shown["connectivityStatus"] == "Connecting" and "agentVersion" not in shown, shown
+    beat = raw(hub, "POST", "/agent/v1/heartbeat",
+               json.dumps({"agentVersion": "9.9.9", "kubernetesVersion": "v1.99.0", "totalNodeCount": 4}).encode(),
+               token=ident.mint(cid, ttl=120, extra={"sub": cid}), headers={"Content-Type": "application/json"})
+    assert beat[0] == 200 and beat[1]["hybridConnectionName"], beat
+    shown = json.loads(admin.rest("get", cid).stdout)["properties"]
+    assert (shown["connectivityStatus"], shown["agentVersion"], shown["kubernetesVersion"], shown["totalNodeCount"]) \
+        == ("Connected", "9.9.9", "v1.99.0", 4), shown
+    seen = shown["lastConnectivityTime"]
+    assert seen and shown["arcAgentProfile"]["agentState"] == "Succeeded", shown
+    hub.proc.send_signal(signal.SIGTERM)
+    assert hub.proc.wait(10) == 0
+    restarted = start_hub(d, ["--credential-ttl", "600", *hub.trust_args], port=hub.port)
+    hub.proc = restarted.proc
+    after = json.loads(admin.rest("get", cid).stdout)["properties"]
+    assert (after["connectivityStatus"], after["agentVersion"], after["kubernetesVersion"], after["totalNodeCount"],
+            after["lastConnectivityTime"]) == ("Connected", "9.9.9", "v1.99.0", 4, seen), after
+    listed = json.loads(admin.rest("get", "/subscriptions/%s/resourceGroups/beats/providers/"
+                                   "Microsoft.Kubernetes/connectedClusters" % ids["sub"]).stdout)["value"]
+    assert [c["properties"]["agentVersion"] for c in listed] == ["9.9.9"], listed
