@@ -65,7 +65,12 @@ $(BUILD)/bin/clusterconnect-agent: $(AGENT_OBJ) $(BUILD)/lib/libck.a
 # module under test carries the sanitizers. A test or fuzz target named
 # after a hub or proxy module (test_store, fuzz_kubeconfig) also gets that
 # module's source.
-MODULE_SRC = $(wildcard csrc/hub/$*.c csrc/proxy/$*.c csrc/agent/$*.c)
+# A module's own dependencies among its daemon's modules come along
+# (MODULE_DEPS_<module>): the relay answers through api.c, beats writes to
+# the store.
+MODULE_DEPS_relay = csrc/hub/api.c
+MODULE_DEPS_beats = csrc/hub/store.c
+MODULE_SRC = $(wildcard csrc/hub/$*.c csrc/proxy/$*.c csrc/agent/$*.c) $(MODULE_DEPS_$*)
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: csrc/tests/test_%.c csrc/tests/check.h $(CORE_SRC) $(CORE_HDR) $$(MODULE_SRC) csrc/warnings
 	@mkdir -p $(BUILD)/tests

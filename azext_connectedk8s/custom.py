@@ -74,7 +74,8 @@ def connect(cmd, resource_group_name, cluster_name, location="local", kube_confi
     with server-side apply, then waits until the agent reports."""
     from azure.cli.core.azclierror import (AzureResponseError, ResourceNotFoundError, ValidationError)
     from azext_connectedk8s import _kube, _manifests
-    from azext_connectedk8s import _native
+    from azext_connectedk8s._corelog import native
+    _native = native()
     cid = _arm.cluster_id(cmd, resource_group_name, cluster_name)
     version = _kube.server_version(kube_config, kube_context)  # fail early when the cluster is unreachable
     logger.warning("Cluster reachable (Kubernetes %s).", version or "version unknown")
@@ -222,7 +223,8 @@ def _kubeconfig_target(path):
 def proxy(cmd, resource_group_name, cluster_name, token=None, path=None, context_name=None,
           api_server_port=DEFAULT_PORT, pool=2):
     # --port and --pool-size are checked by _validators before this runs.
-    from azext_connectedk8s import _native
+    from azext_connectedk8s._corelog import native
+    _native = native()
     cid = _arm.cluster_id(cmd, resource_group_name, cluster_name)
     cluster = _arm.call(cmd, "GET", cid, what="Reading the cluster")  # a clear 404 before anything else
     status = ((cluster or {}).get("properties") or {}).get("connectivityStatus")

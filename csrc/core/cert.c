@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "enc.h"
+#include "file.h"
 
 static int fail(char *err, const char *what)
 {
@@ -119,30 +120,20 @@ fail:
 
 int cert_write_pem(const char *path, X509 *crt, EVP_PKEY *key, char err[CERT_ERRLEN])
 {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
-        return fail(err, "path too long");
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0) {
-        snprintf(err, CERT_ERRLEN, "cannot create %s", tmp);
-        return -1;
-    }
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        close(fd);
-        unlink(tmp);
-        return fail(err, "fdopen failed");
-    }
-    int ok =
-        (!crt || PEM_write_X509(f, crt)) && (!key || PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL));
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    fclose(f);
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        snprintf(err, CERT_ERRLEN, "cannot write %s", path);
-        return -1;
-    }
-    return 0;
+    /* PEM into memory first, then one atomic write (file.h). */
+    BIO *b = BIO_new(BIO_s_mem());
+    int ok = b && (!crt || PEM_write_bio_X509(b, crt)) &&
+             (!key || PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL));
+    char *data = NULL;
+    long len = ok ? BIO_get_mem_data(b, &data) : -1;
+    char ferr[FILE_ERRLEN];
+    int rc = len >= 0 ? file_write_atomic(path, data, (size_t)len, 0600, 0, ferr) : -1;
+    BIO_free(b);
+    if (len < 0)
+        return fail(err, "cannot encode PEM");
+    if (rc < 0)
+        snprintf(err, CERT_ERRLEN, "%s", ferr);
+    return rc;
 }
 
 static char *bio_to_str(BIO *b)

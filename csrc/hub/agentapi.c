@@ -131,7 +131,6 @@ static void heartbeat(arm_t *a, const api_req *req, api_resp *resp)
     char id[1024];
     if (authenticate(a, req, &row, id, resp) < 0)
         return;
-    unsigned mark = json_failures(); /* the row is stored only if nothing was lost */
     cJSON *in = req->body_len ? cJSON_ParseWithLength(req->body, req->body_len) : cJSON_CreateObject();
     cJSON *b = cJSON_Parse(row.body), *sec = cJSON_Parse(row.secret ? row.secret : "{}");
     cJSON *props = cJSON_GetObjectItemCaseSensitive(b, "properties");
@@ -141,44 +140,29 @@ static void heartbeat(arm_t *a, const api_req *req, api_resp *resp)
                   "A heartbeat is a JSON object; the cluster needs a relay entity.");
         goto out;
     }
-    static const char *const reported[] = {"agentVersion", "kubernetesVersion", NULL};
-    for (size_t i = 0; reported[i]; i++) {
-        const char *v = api_jstr(in, reported[i]);
-        if (v && strlen(v) <= 64)
-            api_set_str(props, reported[i], v);
-    }
-    const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(in, "totalNodeCount");
-    if (cJSON_IsNumber(nodes) && nodes->valuedouble >= 0 && nodes->valuedouble < 1e7) {
-        cJSON_DeleteItemFromObjectCaseSensitive(props, "totalNodeCount");
-        cJSON_AddNumberToObject(props, "totalNodeCount", (int)nodes->valuedouble);
-    }
-    char now[32];
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    api_set_str(props, "lastConnectivityTime", now);
-    cJSON *prof = cJSON_GetObjectItemCaseSensitive(props, "arcAgentProfile");
-    if (!cJSON_IsObject(prof)) {
-        cJSON_DeleteItemFromObjectCaseSensitive(props, "arcAgentProfile");
-        prof = cJSON_AddObjectToObject(props, "arcAgentProfile");
-    }
-    api_set_str(prof, "agentState", "Succeeded");
-    cJSON_DeleteItemFromObjectCaseSensitive(sec, "lastHeartbeat");
-    cJSON_AddNumberToObject(sec, "lastHeartbeat", (double)t);
-    char *nb = json_print(b, mark, 0), *ns = json_print(sec, mark, 0);
+    /* The report goes to memory; beats.c writes it to the store in the
+     * background, off the event loop. */
     char key[1024];
     snprintf(key, sizeof key, "%s", id);
     for (char *c = key; *c; c++)
         *c = (char)tolower((unsigned char)*c);
-    store_row r = {.id = key, .type = CC_ST, .parent = row.parent, .body = nb, .secret = ns};
-    int saved = nb && ns ? store_put(arm_store(a), &r) : -1;
-    free(nb);
-    free(ns);
-    if (saved < 0) {
-        api_store_failed(resp, store_error(arm_store(a)));
+    beat *e = beats_touch(arm_beats(a), key);
+    if (!e) {
+        api_error(resp, 503, "ServiceUnavailable", "Out of memory; retry.");
         goto out;
     }
+    time_t t = time(NULL);
+    e->last_heartbeat = (int64_t)t;
+    const char *v = api_jstr(in, "agentVersion");
+    if (v && strlen(v) < sizeof e->agent_version)
+        snprintf(e->agent_version, sizeof e->agent_version, "%s", v);
+    v = api_jstr(in, "kubernetesVersion");
+    if (v && strlen(v) < sizeof e->k8s_version)
+        snprintf(e->k8s_version, sizeof e->k8s_version, "%s", v);
+    const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(in, "totalNodeCount");
+    if (cJSON_IsNumber(nodes) && nodes->valuedouble >= 0 && nodes->valuedouble < 1e7)
+        e->nodes = (int)nodes->valuedouble;
+    beats_changed(arm_beats(a), e);
     int64_t exp = (int64_t)t + 3600;
     char resource[600], tok[SAS_MAX_TOKEN], relay[400];
     snprintf(resource, sizeof resource, "https://%s/%s", arm_sas_host(a), hc);

@@ -1,4 +1,5 @@
-/* api: request accessors and ARM-shaped answers. See api.h. */
+/* api: the front door's contract with its parts, request accessors and
+ * ARM-shaped answers. See api.h. */
 #include "api.h"
 
 #include <cjson/cJSON.h>
@@ -8,6 +9,38 @@
 #include <string.h>
 
 #include "enc.h"
+#include "log.h"
+
+uint64_t api_now_ms(void)
+{
+    return uv_hrtime() / 1000000;
+}
+
+void api_reply_close(conn_t *c, int status, const char *reason, const char *ctype, const char *body)
+{
+    char phrase[160], head[512];
+    const char *src = reason ? reason : http_reason(status);
+    size_t o = 0;
+    for (; *src && o + 1 < sizeof phrase; src++)
+        phrase[o++] = (*src >= 0x20 && *src < 0x7f) ? *src : ' ';
+    phrase[o] = '\0';
+    size_t blen = body ? strlen(body) : 0;
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n"
+                     "Cache-Control: no-store\r\n\r\n",
+                     status, phrase, ctype ? ctype : "text/plain", blen);
+    int rc = conn_write2(c, head, (size_t)n, body, blen);
+    if (rc < 0) /* nothing was queued; the close below is all the client gets */
+        log_kv(LOG_DEBUG, "hub.reply_failed", "remote", conn_peer(c), "error", conn_error(c, rc), NULL);
+    conn_close(c, 1);
+}
+
+static size_t ignore_data(conn_t *c, uint8_t *d, size_t n)
+{
+    (void)c, (void)d;
+    return n;
+}
+const conn_cbs api_answered_cbs = {.on_data = ignore_data};
 
 void api_json(api_resp *resp, int status, char *json)
 {

@@ -1,12 +1,19 @@
-/* api: what the hub's front door hands to its HTTP handlers (the identity
- * provider and the ARM control plane), and helpers to answer in ARM's
- * shape. A request arrives whole: head plus a Content-Length body that is
- * already in memory (bounded by hub_opts.max_body), so handlers are plain
- * synchronous functions. */
+/* api: the contract between the hub's front door (hub.c) and the parts
+ * mounted behind it (relay, ARM, agent API, issuer), and helpers to answer
+ * in ARM's shape. The front door depends on this file only, never on a
+ * part, and a part never on the front door: main.c mounts each part's
+ * handlers on a path prefix (hub_mount).
+ *
+ * An API request arrives whole: head plus a Content-Length body that is
+ * already in memory (bounded by hub_opts.max_body), so API handlers are
+ * plain synchronous functions. A takeover handler (the relay) gets the
+ * connection itself right after its head. */
 #ifndef CK_API_H
 #define CK_API_H
 #include <stddef.h>
+#include <stdint.h>
 
+#include "conn.h"
 #include "http.h"
 #include "url.h"
 
@@ -28,6 +35,30 @@ typedef struct api_resp {
 /* Returns 1 when the handler answered (resp filled), 0 when the route is
  * not its own. */
 typedef int (*api_handler)(void *ud, const api_req *req, api_resp *resp);
+
+/* Takes over `c`, whose head targets the route's prefix followed by
+ * `rest` (still percent-encoded, never empty). The head's slices are only
+ * read during the call; from then on the connection is the handler's. */
+typedef void (*api_takeover)(void *ud, conn_t *c, const http_request *req, url_slice rest, url_slice query);
+
+/* What a part asks of the front door besides routes; each may be NULL. */
+typedef struct api_hooks {
+    void (*tick)(void *ud, uint64_t now_ms);            /* about once a second */
+    size_t (*metrics)(void *ud, char *out, size_t cap); /* Prometheus text for /metrics; length written */
+    void (*shutdown)(void *ud);                         /* the hub stops: close every connection held */
+} api_hooks;
+
+/* Monotonic milliseconds: the one clock of the front door and its parts. */
+uint64_t api_now_ms(void);
+
+/* Writes a complete response (Connection: close) on a connection the
+ * caller owns and closes it gracefully. `reason` replaces the standard
+ * phrase when non-NULL (Azure Relay puts its error description there); it
+ * is sanitised to printable ASCII. */
+void api_reply_close(conn_t *c, int status, const char *reason, const char *ctype, const char *body);
+/* Owner for a connection that is being answered and closed: whatever else
+ * arrives is discarded. */
+extern const conn_cbs api_answered_cbs;
 
 /* resp := status with a JSON body (takes ownership of `json`, a malloc'd
  * string). */

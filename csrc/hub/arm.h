@@ -15,40 +15,22 @@
  * subscription (rbac.h). Each cluster gets its own hybrid connection with
  * its own keys; listClusterUserCredential hands out a Send-only SAS for
  * that one entity. Resource groups are implicit: any valid name under a
- * known subscription exists. */
+ * known subscription exists.
+ *
+ * This is the router (one table of {method, pattern, permission, handler});
+ * arm_base.h maps the modules behind it. */
 #ifndef CK_ARM_H
 #define CK_ARM_H
 #include "api.h"
-#include "idp.h"
-#include "relay.h"
-#include "store.h"
-
-typedef struct arm_opts {
-    const char *public_url;     /* https://host[:port] clients use */
-    const char *arm_audience;   /* token audience for ARM calls */
-    int credential_ttl;         /* seconds a listClusterUserCredential SAS lives */
-    int heartbeat_s;            /* agents report this often; three missed: Offline */
-    const char *agent_audience; /* audience of user tokens for agents (default: Arc's app id) */
-} arm_opts;
-
-typedef struct arm arm_t;
+#include "arm_base.h"
 
 /* Registers every stored cluster's hybrid connection with the relay.
  * Returns NULL with a sentence in err. */
 arm_t *arm_new(store_t *s, idp_t *idp, relay_t *relay, const arm_opts *o, char err[256]);
 void arm_free(arm_t *a);
 int arm_route(void *ud, const api_req *req, api_resp *resp);
-
-/* Shared with agentapi.c (the agents' side of the control plane). */
-/* Role-derived rights of a principal (and its groups; overage: take them
- * from the directory) at `target`. */
-unsigned arm_perms_of(arm_t *a, const char *oid, char **groups, size_t ngroups, int overage,
-                      const char *target);
-store_t *arm_store(arm_t *a);
-idp_t *arm_idp(arm_t *a);
-relay_t *arm_relay(arm_t *a);
-const arm_opts *arm_options(arm_t *a);
-const char *arm_relay_host(arm_t *a); /* host[:port] */
-const char *arm_sas_host(arm_t *a);   /* host, as SAS scopes name it */
+/* For the front door (ud: the arm_t): the tick writes agents' reports to
+ * the store in the background (beats.h). */
+extern const api_hooks arm_hooks;
 
 #endif

@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "json.h"
+#include "list.h"
 #include "log.h"
 
 typedef struct front front;
@@ -19,63 +21,88 @@ struct front {
     char *acc;
     size_t acc_len, acc_need;
     unsigned served; /* API requests answered on this connection */
-    front *prev, *next;
+    list_node link;  /* on hub.fronts */
 };
+
+typedef struct route {
+    char prefix[HUB_PREFIX_MAX];
+    size_t n;
+    unsigned flags;
+    api_handler api; /* one of these two */
+    api_takeover take;
+    void *ud;
+} route;
+
+typedef struct hook {
+    api_hooks h;
+    void *ud;
+} hook;
+
+#define HUB_HOOKS_MAX 8
 
 struct hub {
     uv_loop_t *loop;
     uv_tcp_t srv;
     uv_timer_t tick;
     tls_ctx *tls;
-    relay_t *relay;
     hub_opts o;
-    front *fronts;
+    route routes[HUB_ROUTES_MAX];
+    size_t nroutes;
+    hook hooks[HUB_HOOKS_MAX];
+    size_t nhooks;
+    list_node fronts; /* front.link: connections still in the front door */
     int closing;
     int open_handles;
 };
 
-uint64_t hub_now_ms(void)
+static int add_route(hub_t *h, const char *prefix, unsigned flags, api_handler api, api_takeover take,
+                     void *ud)
 {
-    return uv_hrtime() / 1000000;
+    size_t n = strlen(prefix);
+    if (h->nroutes == HUB_ROUTES_MAX || n == 0 || n >= HUB_PREFIX_MAX)
+        return -1;
+    route *r = &h->routes[h->nroutes++];
+    memcpy(r->prefix, prefix, n + 1);
+    r->n = n;
+    r->flags = flags;
+    r->api = api;
+    r->take = take;
+    r->ud = ud;
+    return 0;
 }
 
-void hub_reply(conn_t *c, int status, const char *reason, const char *ctype, const char *body)
+int hub_mount(hub_t *h, const char *prefix, unsigned flags, api_handler fn, void *ud)
 {
-    char phrase[160], head[512];
-    const char *src = reason ? reason : http_reason(status);
-    size_t o = 0;
-    for (; *src && o + 1 < sizeof phrase; src++)
-        phrase[o++] = (*src >= 0x20 && *src < 0x7f) ? *src : ' ';
-    phrase[o] = '\0';
-    size_t blen = body ? strlen(body) : 0;
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n"
-                     "Cache-Control: no-store\r\n\r\n",
-                     status, phrase, ctype ? ctype : "text/plain", blen);
-    int rc = conn_write2(c, head, (size_t)n, body, blen);
-    if (rc < 0) /* nothing was queued; the close below is all the client gets */
-        log_kv(LOG_DEBUG, "hub.reply_failed", "remote", conn_peer(c), "error", conn_error(c, rc), NULL);
-    conn_close(c, 1);
+    return fn ? add_route(h, prefix, flags, fn, NULL, ud) : -1;
+}
+
+int hub_mount_takeover(hub_t *h, const char *prefix, unsigned flags, api_takeover fn, void *ud)
+{
+    return fn ? add_route(h, prefix, flags, NULL, fn, ud) : -1;
+}
+
+int hub_hook(hub_t *h, const api_hooks *hooks, void *ud)
+{
+    if (h->nhooks == HUB_HOOKS_MAX)
+        return -1;
+    h->hooks[h->nhooks++] = (hook){*hooks, ud};
+    return 0;
+}
+
+static int route_matches(const route *r, url_slice path)
+{
+    if (path.n < r->n)
+        return 0;
+    return r->flags & HUB_NOCASE ? strncasecmp(path.p, r->prefix, r->n) == 0
+                                 : memcmp(path.p, r->prefix, r->n) == 0;
 }
 
 static void front_unlink(front *f)
 {
-    if (f->prev)
-        f->prev->next = f->next;
-    else
-        f->h->fronts = f->next;
-    if (f->next)
-        f->next->prev = f->prev;
+    list_remove(&f->link);
 }
 
 static const conn_cbs front_cbs;
-
-static size_t ignore_data(conn_t *c, uint8_t *d, size_t n)
-{
-    (void)c, (void)d;
-    return n;
-}
-const conn_cbs hub_answered_cbs = {.on_data = ignore_data};
 
 /* Hands the connection to its final owner (or answers it) and retires the
  * front record. */
@@ -89,17 +116,20 @@ static void front_done(front *f)
 static void serve_local(hub_t *h, conn_t *c, const http_request *req, url_slice path)
 {
     if (!http_eq(req->method, req->method_len, "GET")) {
-        hub_reply(c, 405, NULL, "text/plain", "method not allowed\n");
+        api_reply_close(c, 405, NULL, "text/plain", "method not allowed\n");
         return;
     }
     if (path.n == 8 && memcmp(path.p, "/healthz", 8) == 0) {
-        hub_reply(c, 200, NULL, "text/plain", "ok\n");
+        api_reply_close(c, 200, NULL, "text/plain", "ok\n");
         return;
     }
     static char metrics[32768];
-    size_t n = relay_metrics(h->relay, metrics, sizeof metrics - 1);
+    size_t n = 0;
+    for (size_t i = 0; i < h->nhooks; i++)
+        if (h->hooks[i].h.metrics)
+            n += h->hooks[i].h.metrics(h->hooks[i].ud, metrics + n, sizeof metrics - 1 - n);
     metrics[n] = '\0';
-    hub_reply(c, 200, NULL, "text/plain; version=0.0.4", metrics);
+    api_reply_close(c, 200, NULL, "text/plain; version=0.0.4", metrics);
 }
 
 /* Leaves the front door for a final owner (relay) or a final answer. */
@@ -107,7 +137,7 @@ static void front_leave(front *f, conn_t *c)
 {
     front_done(f);
     conn_set_data(c, NULL);
-    conn_set_cbs(c, &hub_answered_cbs);
+    conn_set_cbs(c, &api_answered_cbs);
 }
 
 static int wants_keepalive(const http_request *req)
@@ -134,7 +164,11 @@ static int serve_api(front *f, const http_request *req, url_slice path, url_slic
         .http = req, .path = path, .query = query, .body = body, .body_len = blen, .peer = conn_peer(f->c)};
     api_resp resp = {0};
     unsigned mark = json_failures();
-    if (!h->o.api || !h->o.api(h->o.api_ud, &ar, &resp))
+    int answered = 0;
+    for (size_t i = 0; i < h->nroutes && !answered; i++)
+        if (h->routes[i].api && route_matches(&h->routes[i], path))
+            answered = h->routes[i].api(h->routes[i].ud, &ar, &resp);
+    if (!answered)
         api_error(&resp, 404, "NotFound", "No route for %s %.*s.",
                   http_eq(req->method, req->method_len, "GET") ? "GET" : "this method",
                   (int)(path.n > 200 ? 200 : path.n), path.p);
@@ -156,7 +190,7 @@ static int serve_api(front *f, const http_request *req, url_slice path, url_slic
                  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
                  "x-ms-request-id: %08x\r\n%s%s\r\n",
                  resp.status, http_reason(resp.status), resp.ctype ? resp.ctype : "text/plain", blen_out,
-                 (unsigned)(hub_now_ms() ^ (uintptr_t)f), resp.headers, keep ? "" : "Connection: close\r\n");
+                 (unsigned)(api_now_ms() ^ (uintptr_t)f), resp.headers, keep ? "" : "Connection: close\r\n");
     if (n < 0 || (size_t)n >= sizeof head) { /* cannot happen with the bounds above; never send a cut head */
         free(resp.body);
         return 0;
@@ -184,20 +218,18 @@ static size_t front_one(front *f, conn_t *c, uint8_t *data, size_t len)
     }
     if (rc == HTTP_BAD || rc == HTTP_TOO_LARGE) {
         front_leave(f, c);
-        hub_reply(c, rc == HTTP_BAD ? 400 : 431, NULL, "text/plain",
-                  rc == HTTP_BAD ? "malformed HTTP request\n" : "request head too large\n");
+        api_reply_close(c, rc == HTTP_BAD ? 400 : 431, NULL, "text/plain",
+                        rc == HTTP_BAD ? "malformed HTTP request\n" : "request head too large\n");
         return (size_t)-1;
     }
     url_slice path, query;
     url_split_target(req.target, req.target_len, &path, &query);
-    url_slice rest = {0};
-    if (path.n > 5 && memcmp(path.p, "/$hc/", 5) == 0)
-        rest = (url_slice){path.p + 5, path.n - 5};
-    else if (path.n > 7 && memcmp(path.p, "/%24hc/", 7) == 0)
-        rest = (url_slice){path.p + 7, path.n - 7};
-    if (rest.p) {
+    for (size_t i = 0; i < h->nroutes; i++) {
+        const route *r = &h->routes[i];
+        if (!r->take || path.n <= r->n || !route_matches(r, path))
+            continue;
         front_leave(f, c);
-        relay_handle(h->relay, c, &req, rest, query);
+        r->take(r->ud, c, &req, (url_slice){path.p + r->n, path.n - r->n}, query);
         return (size_t)-1;
     }
     if ((path.n == 8 && memcmp(path.p, "/healthz", 8) == 0) ||
@@ -211,12 +243,12 @@ static size_t front_one(front *f, conn_t *c, uint8_t *data, size_t len)
     if (kind == HTTP_BAD || kind == HTTP_BODY_CHUNKED) {
         front_leave(f, c);
         if (kind == HTTP_BAD)
-            hub_reply(c, 400, NULL, "application/json",
-                      "{\"error\":{\"code\":\"BadRequest\",\"message\":\"Invalid request framing.\"}}");
+            api_reply_close(c, 400, NULL, "application/json",
+                            "{\"error\":{\"code\":\"BadRequest\",\"message\":\"Invalid request framing.\"}}");
         else
-            hub_reply(c, 411, NULL, "application/json",
-                      "{\"error\":{\"code\":\"LengthRequired\",\"message\":\"Send the body with "
-                      "Content-Length.\"}}");
+            api_reply_close(c, 411, NULL, "application/json",
+                            "{\"error\":{\"code\":\"LengthRequired\",\"message\":\"Send the body with "
+                            "Content-Length.\"}}");
         return (size_t)-1;
     }
     if (blen > h->o.max_body) {
@@ -226,7 +258,7 @@ static size_t front_one(front *f, conn_t *c, uint8_t *data, size_t len)
             "{\"error\":{\"code\":\"RequestEntityTooLarge\",\"message\":\"The body exceeds %zu bytes.\"}}",
             h->o.max_body);
         front_leave(f, c);
-        hub_reply(c, 413, NULL, "application/json", msg);
+        api_reply_close(c, 413, NULL, "application/json", msg);
         return (size_t)-1;
     }
     size_t total = (size_t)rc + (size_t)blen;
@@ -236,7 +268,7 @@ static size_t front_one(front *f, conn_t *c, uint8_t *data, size_t len)
         f->acc = malloc(total);
         if (!f->acc) {
             front_leave(f, c);
-            hub_reply(c, 503, NULL, "text/plain", "out of memory\n");
+            api_reply_close(c, 503, NULL, "text/plain", "out of memory\n");
             return (size_t)-1;
         }
         memcpy(f->acc, data, len);
@@ -251,7 +283,7 @@ static size_t front_one(front *f, conn_t *c, uint8_t *data, size_t len)
         conn_close(c, 1);
         return (size_t)-1;
     }
-    f->started = hub_now_ms();
+    f->started = api_now_ms();
     return total;
 }
 
@@ -320,21 +352,18 @@ static void on_connection(uv_stream_t *srv, int status)
     }
     conn_set_data(c, f);
     f->h = h;
-    f->started = hub_now_ms();
+    f->started = api_now_ms();
     f->c = c;
-    f->next = h->fronts;
-    if (h->fronts)
-        h->fronts->prev = f;
-    h->fronts = f;
+    list_insert_head(&h->fronts, &f->link);
 }
 
 static void on_tick(uv_timer_t *t)
 {
     hub_t *h = t->data;
-    uint64_t now = hub_now_ms();
-    front *next;
-    for (front *f = h->fronts; f; f = next) {
-        next = f->next;
+    uint64_t now = api_now_ms();
+    list_node *n, *tmp;
+    list_foreach (n, tmp, &h->fronts) {
+        front *f = list_entry(n, front, link);
         if (now - f->started < h->o.head_timeout_ms)
             continue;
         /* Slow or silent clients must not hold a slot forever. An idle
@@ -345,14 +374,16 @@ static void on_tick(uv_timer_t *t)
         if (idle)
             conn_close(c, 1);
         else if (conn_is_open(c))
-            hub_reply(c, 408, NULL, "text/plain", "request head not received in time\n");
+            api_reply_close(c, 408, NULL, "text/plain", "request head not received in time\n");
         else
             conn_close(c, 0);
     }
-    relay_tick(h->relay, now);
+    for (size_t i = 0; i < h->nhooks; i++)
+        if (h->hooks[i].h.tick)
+            h->hooks[i].h.tick(h->hooks[i].ud, now);
 }
 
-hub_t *hub_new(uv_loop_t *loop, tls_ctx *tls, relay_t *relay, const hub_opts *o, char err[128])
+hub_t *hub_new(uv_loop_t *loop, tls_ctx *tls, const hub_opts *o, char err[128])
 {
     hub_t *h = calloc(1, sizeof *h);
     if (!h) {
@@ -360,8 +391,8 @@ hub_t *hub_new(uv_loop_t *loop, tls_ctx *tls, relay_t *relay, const hub_opts *o,
         return NULL;
     }
     h->loop = loop;
+    list_init(&h->fronts);
     h->tls = tls;
-    h->relay = relay;
     h->o = *o;
     if (conn_listen(loop, &h->srv, o->host, o->port, on_connection, err) != 0) {
         uv_close((uv_handle_t *)&h->srv, NULL);
@@ -388,15 +419,17 @@ void hub_shutdown(hub_t *h)
     h->closing = 1;
     uv_close((uv_handle_t *)&h->srv, NULL);
     uv_close((uv_handle_t *)&h->tick, NULL);
-    while (h->fronts) {
-        front *f = h->fronts;
+    while (!list_empty(&h->fronts)) {
+        front *f = list_entry(h->fronts.next, front, link);
         conn_t *c = f->c;
         front_done(f);
         conn_set_data(c, NULL);
-        conn_set_cbs(c, &hub_answered_cbs);
+        conn_set_cbs(c, &api_answered_cbs);
         conn_close(c, 0);
     }
-    relay_shutdown(h->relay);
+    for (size_t i = 0; i < h->nhooks; i++)
+        if (h->hooks[i].h.shutdown)
+            h->hooks[i].h.shutdown(h->hooks[i].ud);
 }
 
 void hub_free(hub_t *h)

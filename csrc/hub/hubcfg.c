@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "enc.h"
+#include "file.h"
 #include "json.h"
 
 #define CFG_MAX_BYTES (4 * 1024 * 1024)
@@ -151,22 +152,10 @@ fail:
 
 int hubcfg_load(const char *path, hubcfg *cfg, char err[256])
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, 256, "cannot open config %s", path);
+    size_t n;
+    char *buf = file_read(path, CFG_MAX_BYTES, &n, err);
+    if (!buf)
         return -1;
-    }
-    char *buf = malloc(CFG_MAX_BYTES + 1);
-    size_t n = buf ? fread(buf, 1, CFG_MAX_BYTES + 1, f) : 0;
-    fclose(f);
-    if (!buf || n > CFG_MAX_BYTES) {
-        if (buf)
-            snprintf(err, 256, "config %s is larger than %d bytes", path, CFG_MAX_BYTES);
-        else
-            snprintf(err, 256, "out of memory reading config %s", path);
-        free(buf);
-        return -1;
-    }
     int rc = hubcfg_parse(buf, n, cfg, err);
     free(buf);
     return rc;
@@ -199,14 +188,10 @@ int hubcfg_write_dev(const char *path, const char *const *hc_names, char err[256
     }
     char *text = json_print(root, mark, 1);
     cJSON_Delete(root);
-    int fd = text ? open(path, O_WRONLY | O_CREAT | O_EXCL, 0600) : -1;
-    int ok = fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text) && fsync(fd) == 0;
-    if (fd >= 0)
-        close(fd);
+    /* Never over an existing config: its keys are in use. */
+    int rc = text ? file_write_atomic(path, text, strlen(text), 0600, FILE_NO_REPLACE, err) : -1;
+    if (!text)
+        snprintf(err, 256, "out of memory writing %s", path);
     free(text);
-    if (!ok) {
-        snprintf(err, 256, "cannot write %s", path);
-        return -1;
-    }
-    return 0;
+    return rc;
 }

@@ -35,10 +35,6 @@ struct idp {
     char **owners;
     size_t nowners;
     int msi;
-    /* An external issuer trusted for ARM callers (Entra ID or another OIDC
-     * provider), besides this one: idp_trust. */
-    char ext_issuer[512], ext_audience[512];
-    jwt_keyset ext_ks;
 };
 
 /* A copy of o[name] when it is a string, else NULL; sets *oom when the
@@ -246,7 +242,6 @@ void idp_free(idp_t *p)
     free(p->principals), free(p->subs), free(p->owners);
     free(p->jwks);
     jwt_keyset_free(&p->ks);
-    jwt_keyset_free(&p->ext_ks);
     EVP_PKEY_free(p->key);
     free(p);
 }
@@ -258,6 +253,10 @@ const char *idp_issuer(const idp_t *p)
 const char *idp_tenant(const idp_t *p)
 {
     return p->tenant;
+}
+const jwt_keyset *idp_keys(const idp_t *p)
+{
+    return &p->ks;
 }
 const char *idp_jwks(const idp_t *p)
 {
@@ -359,45 +358,9 @@ char *idp_mint(const idp_t *p, const idp_principal *who, const char *aud, int tt
     return tok;
 }
 
-int idp_trust(idp_t *p, const char *issuer, const char *audience, const char *jwks_path, char err[256])
-{
-    size_t n;
-    char *text = read_all(jwks_path, DIRECTORY_MAX, &n, err);
-    if (!text)
-        return -1;
-    char jerr[JWT_ERRLEN];
-    jwt_keyset ks;
-    int k = jwt_keyset_parse(text, n, &ks, jerr);
-    free(text);
-    if (k <= 0) {
-        snprintf(err, 256, "%s: %s", jwks_path, k < 0 ? jerr : "no usable RSA or P-256 signing key");
-        if (k == 0)
-            jwt_keyset_free(&ks);
-        return -1;
-    }
-    if (strlen(issuer) >= sizeof p->ext_issuer || strlen(audience) >= sizeof p->ext_audience) {
-        jwt_keyset_free(&ks);
-        snprintf(err, 256, "issuer or audience too long");
-        return -1;
-    }
-    jwt_keyset_free(&p->ext_ks);
-    p->ext_ks = ks;
-    snprintf(p->ext_issuer, sizeof p->ext_issuer, "%s", issuer);
-    snprintf(p->ext_audience, sizeof p->ext_audience, "%s", audience);
-    return 0;
-}
-
 int idp_verify(const idp_t *p, const char *token, size_t n, const char *const *auds, jwt_claims *out,
                char err[JWT_ERRLEN])
 {
-    char iss[512];
-    if (p->ext_issuer[0] && jwt_peek_issuer(token, n, iss, sizeof iss) == 0 &&
-        strcmp(iss, p->ext_issuer) == 0) {
-        jwt_claims_free(out);
-        jwt_expect w = {
-            .issuer = p->ext_issuer, .audience = p->ext_audience, .now = (int64_t)time(NULL), .skew = 60};
-        return jwt_verify(token, n, &p->ext_ks, &w, out, err);
-    }
     int rc = JWT_ERR_AUDIENCE;
     for (size_t i = 0; auds[i]; i++) {
         jwt_claims_free(out);

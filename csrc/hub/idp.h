@@ -1,5 +1,6 @@
-/* idp: arc-hub's test and demo identity provider, and the verifier the
- * control plane uses for every bearer token.
+/* idp: arc-hub's test and demo identity provider (the control plane's
+ * verification of bearer tokens, this issuer's and trusted external ones,
+ * is verify.h's).
  *
  * It is enough of an OIDC issuer for the real az to sign in offline
  * (see ../shared/design/arm-and-cli.md): discovery and JWKS under /adfs,
@@ -54,6 +55,8 @@ void idp_free(idp_t *p);
 
 const char *idp_issuer(const idp_t *p);
 const char *idp_tenant(const idp_t *p);
+/* The signing key as a key set (lives as long as p), for verify.h. */
+const jwt_keyset *idp_keys(const idp_t *p);
 /* JWKS document of the signing key. */
 const char *idp_jwks(const idp_t *p);
 const idp_subscription *idp_subscriptions(const idp_t *p, size_t *n);
@@ -65,14 +68,10 @@ const idp_principal *idp_find(const idp_t *p, const char *object_id);
 char *idp_mint(const idp_t *p, const idp_principal *who, const char *aud, int ttl, int64_t *expires_on);
 
 /* Verifies a bearer token issued by this provider for one of `auds`
- * (NULL-terminated). Returns JWT_OK or a JWT_ERR_*; claims filled. */
+ * (NULL-terminated), for the demo issuer's own endpoints. Returns JWT_OK
+ * or a JWT_ERR_*; claims filled. */
 int idp_verify(const idp_t *p, const char *token, size_t n, const char *const *auds, jwt_claims *out,
                char err[JWT_ERRLEN]);
-
-/* Also trusts `issuer` (exact iss) for ARM callers, with tokens for
- * `audience`, signed by a key in the JWKS file: how a deployment points
- * the control plane at Entra ID or another OIDC provider. */
-int idp_trust(idp_t *p, const char *issuer, const char *audience, const char *jwks_path, char err[256]);
 
 /* /adfs/... and /msi/token. */
 int idp_route(void *ud, const api_req *req, api_resp *resp);

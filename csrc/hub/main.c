@@ -12,6 +12,7 @@
 #include "agentapi.h"
 #include "arm.h"
 #include "cert.h"
+#include "file.h"
 #include "hub.h"
 #include "hubcfg.h"
 #include "idp.h"
@@ -19,6 +20,7 @@
 #include "log.h"
 #include "relay.h"
 #include "store.h"
+#include "verify.h"
 
 #define ARC_HUB_VERSION "0.1.0"
 
@@ -45,6 +47,9 @@ static const char usage[] =
     "  --trust-issuer URL --trust-audience AUD --trust-jwks-file FILE\n"
     "                            also accept ARM callers' tokens from this issuer (Entra ID:\n"
     "                            https://login.microsoftonline.com/<tenant>/v2.0 and its keys)\n"
+    "  --no-demo-issuer          production: serve no demo issuer (/adfs, /msi) and trust only\n"
+    "                            --trust-issuer tokens; the directory still names tenant,\n"
+    "                            subscriptions and owners\n"
     "  --heartbeat-interval SEC  agents report this often; after three missed, Offline (default 60)\n"
     "  --ping-interval SECONDS   ping idle listener control channels (default 30)\n"
     "  --rendezvous-timeout SEC  how long an accept address lives (default 10, max 30)\n"
@@ -62,14 +67,25 @@ typedef struct routes {
     arm_t *arm;
 } routes;
 
-static int route_api(void *ud, const api_req *req, api_resp *resp)
+/* The front door's table: each part on the path prefixes it serves (a
+ * part still answers only the paths it knows within them). */
+static int mount_relay(hub_t *h, relay_t *relay)
 {
-    routes *r = ud;
-    if (r->idp && idp_route(r->idp, req, resp))
-        return 1;
-    if (r->arm && (agentapi_route(r->arm, req, resp) || arm_route(r->arm, req, resp)))
-        return 1;
-    return 0;
+    return hub_mount_takeover(h, "/$hc/", 0, relay_take, relay) ||
+           hub_mount_takeover(h, "/%24hc/", 0, relay_take, relay) || hub_hook(h, &relay_hooks, relay);
+}
+
+static int mount_control_plane(hub_t *h, const routes *rt, int demo_issuer)
+{
+    if (demo_issuer &&
+        (hub_mount(h, "/adfs/", 0, idp_route, rt->idp) || hub_mount(h, "/msi/token", 0, idp_route, rt->idp) ||
+         hub_mount(h, "/graph/v1.0/", 0, idp_route, rt->idp)))
+        return -1;
+    return hub_mount(h, "/agent/v1/", 0, agentapi_route, rt->arm) ||
+           hub_mount(h, "/subscriptions", HUB_NOCASE, arm_route, rt->arm) ||
+           /* az asks for cloud metadata at "//metadata/endpoints" too */
+           hub_mount(h, "/metadata/endpoints", 0, arm_route, rt->arm) ||
+           hub_mount(h, "//", 0, arm_route, rt->arm) || hub_hook(h, &arm_hooks, rt->arm);
 }
 
 static uv_signal_t sigint_h, sigterm_h;
@@ -150,6 +166,7 @@ int main(int argc, char **argv)
     char dev_cert[4096], dev_key[4096], dev_cfg[4096], dev_state[4096], dev_dir[4096], dev_idp[4096];
     unsigned cred_ttl = 3600, heartbeat_s = 60;
     const char *trust_iss = NULL, *trust_aud = NULL, *trust_jwks = NULL;
+    int demo_issuer = 1;
     relay_opts ro = relay_default_opts;
     unsigned v;
     json_init(NULL); /* before any cJSON use: trees that lost a member are refused */
@@ -218,6 +235,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--trust-audience")) {
             NEED_VAL();
             trust_aud = val;
+        } else if (!strcmp(a, "--no-demo-issuer")) {
+            demo_issuer = 0;
         } else if (!strcmp(a, "--trust-jwks-file")) {
             NEED_VAL();
             trust_jwks = val;
@@ -331,17 +350,16 @@ int main(int argc, char **argv)
     }
     hubcfg_free(&cfg);
     static routes rt;
-    hub_opts ho = {.host = host,
-                   .port = port,
-                   .head_timeout_ms = 10000,
-                   .max_body = 1 << 20,
-                   .api = route_api,
-                   .api_ud = &rt,
-                   .conn = conn_default_opts};
+    hub_opts ho = {
+        .host = host, .port = port, .head_timeout_ms = 10000, .max_body = 1 << 20, .conn = conn_default_opts};
     char lerr[128];
-    g_hub = hub_new(loop, tls, relay, &ho, lerr);
+    g_hub = hub_new(loop, tls, &ho, lerr);
     if (!g_hub) {
         fprintf(stderr, "arc-hub: %s\n", lerr);
+        return 1;
+    }
+    if (mount_relay(g_hub, relay) != 0) {
+        fprintf(stderr, "arc-hub: the front door's route table is full\n");
         return 1;
     }
     int bound = hub_port(g_hub);
@@ -356,6 +374,7 @@ int main(int argc, char **argv)
                                           : host,
                  v6 ? "]" : "", bound);
     store_t *store = NULL;
+    verify_t *verifier = NULL;
     if (state_path) {
         char key_path[4200];
         if (!idp_key)
@@ -369,33 +388,55 @@ int main(int argc, char **argv)
             fprintf(stderr, "arc-hub: --trust-issuer needs --trust-audience and --trust-jwks-file\n");
             return 2;
         }
-        if (trust_iss && idp_trust(rt.idp, trust_iss, trust_aud, trust_jwks, err) < 0) {
+        if (!demo_issuer && !trust_iss) {
+            fprintf(stderr,
+                    "arc-hub: --no-demo-issuer needs --trust-issuer: nobody could call the control plane\n");
+            return 2;
+        }
+        /* Whom ARM believes: the demo issuer (unless left out), then the
+         * trusted external one. */
+        if (!(verifier = verify_new()) ||
+            (demo_issuer && verify_trust_keys(verifier, idp_issuer(rt.idp), idp_keys(rt.idp)) < 0)) {
+            fprintf(stderr, "arc-hub: out of memory\n");
+            return 1;
+        }
+        if (trust_iss && verify_trust_jwks_file(verifier, trust_iss, trust_aud, trust_jwks, err) < 0) {
             fprintf(stderr, "arc-hub: %s\n", err);
             return 1;
         }
-        arm_opts ao = {.public_url = url, .credential_ttl = (int)cred_ttl, .heartbeat_s = (int)heartbeat_s};
+        arm_opts ao = {.loop = loop,
+                       .verify = verifier,
+                       .public_url = url,
+                       .credential_ttl = (int)cred_ttl,
+                       .heartbeat_s = (int)heartbeat_s};
         if (!(rt.arm = arm_new(store, rt.idp, relay, &ao, err))) {
             fprintf(stderr, "arc-hub: %s\n", err);
+            return 1;
+        }
+        if (mount_control_plane(g_hub, &rt, demo_issuer) != 0) {
+            fprintf(stderr, "arc-hub: the front door's route table is full\n");
             return 1;
         }
         if (dev) {
             /* The agent verifies user tokens with this key set. */
             char jwks_path[4200];
             snprintf(jwks_path, sizeof jwks_path, "%s/jwks.json", dev);
-            FILE *jf = fopen(jwks_path, "w");
-            if (!jf || fputs(idp_jwks(rt.idp), jf) < 0 || fclose(jf) != 0) {
-                fprintf(stderr, "arc-hub: cannot write %s\n", jwks_path);
+            const char *jwks = idp_jwks(rt.idp);
+            if (file_write_atomic(jwks_path, jwks, strlen(jwks), 0644, 0, err) < 0) {
+                fprintf(stderr, "arc-hub: %s\n", err);
                 return 1;
             }
         }
-        printf("arc-hub: control plane at %s (issuer %s)\n", url, idp_issuer(rt.idp));
+        if (demo_issuer)
+            printf("arc-hub: control plane at %s (issuer %s)\n", url, idp_issuer(rt.idp));
+        else
+            printf("arc-hub: control plane at %s (issuer %s; no demo issuer)\n", url, trust_iss);
     }
     if (port_file) {
-        char tmp[4096];
-        snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
-        FILE *f = fopen(tmp, "w");
-        if (!f || fprintf(f, "%d\n", bound) < 0 || fclose(f) != 0 || rename(tmp, port_file) != 0) {
-            fprintf(stderr, "arc-hub: cannot write %s\n", port_file);
+        char pb[16];
+        int pn = snprintf(pb, sizeof pb, "%d\n", bound);
+        if (file_write_atomic(port_file, pb, (size_t)pn, 0644, 0, err) < 0) {
+            fprintf(stderr, "arc-hub: %s\n", err);
             return 1;
         }
     }
@@ -412,6 +453,7 @@ int main(int argc, char **argv)
     uv_run(loop, UV_RUN_DEFAULT);
     hub_free(g_hub);
     arm_free(rt.arm);
+    verify_free(verifier);
     idp_free(rt.idp);
     store_close(store);
     relay_free(relay);

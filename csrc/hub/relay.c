@@ -19,8 +19,9 @@
 #include <time.h>
 
 #include "enc.h"
-#include "hub.h"
+#include "api.h"
 #include "json.h"
+#include "list.h"
 #include "log.h"
 #include "ws.h"
 
@@ -60,7 +61,7 @@ struct rhc {
     char *name;
     sas_rule *rules;
     size_t nrules;
-    listener *listeners;
+    list_node listeners; /* listener.link */
     int nlisteners;
     unsigned rr; /* round-robin start among equally loaded listeners */
     rhc *next;
@@ -79,7 +80,7 @@ struct listener {
     int awaiting_pong;
     int load; /* rendezvous in flight + spliced streams */
     int closing;
-    listener *next, *prev;
+    list_node link; /* on hc->listeners while hc is set */
 };
 
 typedef struct pending {
@@ -90,7 +91,7 @@ typedef struct pending {
     conn_t *sender;
     char key[32];
     uint64_t deadline;
-    struct pending *next, *prev;
+    list_node link; /* on relay.pend */
 } pending;
 
 typedef struct pair pair;
@@ -115,7 +116,7 @@ struct pair {
     char hc[128];
     char id[33];
     uint64_t started;
-    pair *next, *prev;
+    list_node link; /* on relay.splices */
 };
 
 typedef struct fail_entry {
@@ -134,9 +135,9 @@ struct relay {
     sas_rule *ns_rules;
     size_t n_ns;
     rhc *hcs;
-    pending *pend;
+    list_node pend; /* pending.link */
     int npend;
-    pair *splices;
+    list_node splices; /* pair.link */
     int nsplices;
     uint64_t conns_total, bytes_s2l, bytes_l2s;
     uint64_t rejects[RJ_COUNT];
@@ -197,7 +198,7 @@ static void reject(relay_t *r, conn_t *c, enum reject_reason why, int status, co
     r->rejects[why]++;
     log_kv(LOG_INFO, "relay.reject", "remote", conn_peer(c), "action", action ? action : "", "entity",
            entity ? entity : "", "status", st, "reason", reject_names[why], NULL);
-    hub_reply(c, status, desc, "text/plain", desc);
+    api_reply_close(c, status, desc, "text/plain", desc);
 }
 
 static rhc *find_hc(relay_t *r, const char *path, size_t *matched)
@@ -239,14 +240,14 @@ static fail_entry *fail_slot(relay_t *r, const char *ip, int create)
 static int rate_limited(relay_t *r, const char *ip)
 {
     fail_entry *f = fail_slot(r, ip, 0);
-    uint64_t now = hub_now_ms();
+    uint64_t now = api_now_ms();
     return f && now - f->window_start < FAIL_WINDOW_MS && f->fails >= FAIL_LIMIT;
 }
 
 static void note_failure(relay_t *r, const char *ip)
 {
     fail_entry *f = fail_slot(r, ip, 1);
-    uint64_t now = hub_now_ms();
+    uint64_t now = api_now_ms();
     if (now - f->window_start >= FAIL_WINDOW_MS) {
         f->window_start = now;
         f->fails = 0;
@@ -260,15 +261,9 @@ static void listener_unlink(listener *l)
 {
     if (!l->hc)
         return;
-    if (l->prev)
-        l->prev->next = l->next;
-    else
-        l->hc->listeners = l->next;
-    if (l->next)
-        l->next->prev = l->prev;
+    list_remove(&l->link);
     l->hc->nlisteners--;
     l->hc = NULL;
-    l->next = l->prev = NULL;
 }
 
 static void listener_close(listener *l, int code, const char *reason)
@@ -341,7 +336,7 @@ static size_t listener_on_data(conn_t *c, uint8_t *data, size_t len)
     listener *l = conn_data(c);
     if (l->closing)
         return len;
-    l->last_seen = hub_now_ms();
+    l->last_seen = api_now_ms();
     l->awaiting_pong = 0; /* any frame proves the peer alive */
     long n = ws_msg_feed(&l->msg, data, len, on_control_message, l);
     if (n < 0) {
@@ -363,12 +358,13 @@ static void listener_on_close(conn_t *c, int err)
         log_kv(LOG_INFO, "listener.gone", "id", l->id, "entity", l->hc ? l->hc->name : "", "remote",
                conn_peer(c), "error", conn_error(c, err), NULL);
     listener_unlink(l);
-    for (pending *p = r->pend; p; p = p->next)
-        if (p->l == l)
-            p->l = NULL;
-    for (pair *s = r->splices; s; s = s->next)
-        if (s->l == l)
-            s->l = NULL;
+    list_node *n, *t;
+    list_foreach (n, t, &r->pend)
+        if (list_entry(n, pending, link)->l == l)
+            list_entry(n, pending, link)->l = NULL;
+    list_foreach (n, t, &r->splices)
+        if (list_entry(n, pair, link)->l == l)
+            list_entry(n, pair, link)->l = NULL;
     ws_msg_free(&l->msg);
     free(l);
 }
@@ -392,12 +388,7 @@ static void splice_maybe_free(pair *s)
     relay_t *r = s->r;
     if (s->l)
         s->l->load--;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        r->splices = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    list_remove(&s->link);
     r->nsplices--;
     log_kv(LOG_INFO, "stream.end", "id", s->id, "entity", s->hc, NULL);
     free(s);
@@ -576,14 +567,8 @@ static const conn_cbs splice_cbs = {
 static void pending_unlink(pending *p)
 {
     relay_t *r = p->r;
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        r->pend = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
+    list_remove(&p->link);
     r->npend--;
-    p->next = p->prev = NULL;
 }
 
 /* Takes a rendezvous off the books and hands its sender connection to the
@@ -595,7 +580,7 @@ static conn_t *pending_detach(pending *p)
     if (p->l)
         p->l->load--;
     free(p);
-    conn_set_cbs(sender, &hub_answered_cbs);
+    conn_set_cbs(sender, &api_answered_cbs);
     conn_set_data(sender, NULL);
     return sender;
 }
@@ -684,8 +669,8 @@ static void do_listen(relay_t *r, conn_t *c, const http_request *req, const char
     const char *ip = conn_peer_ip(c);
     if (rate_limited(r, ip)) {
         r->rejects[RJ_RATE_LIMITED]++;
-        hub_reply(c, 429, "Too many failed listen attempts from this address; retry later.", "text/plain",
-                  "Too many failed listen attempts from this address; retry later.\n");
+        api_reply_close(c, 429, "Too many failed listen attempts from this address; retry later.",
+                        "text/plain", "Too many failed listen attempts from this address; retry later.\n");
         return;
     }
     size_t matched;
@@ -720,7 +705,7 @@ static void do_listen(relay_t *r, conn_t *c, const http_request *req, const char
     }
     listener *l = calloc(1, sizeof *l);
     if (!l) {
-        hub_reply(c, 503, NULL, "text/plain", "out of memory\n");
+        api_reply_close(c, 503, NULL, "text/plain", "out of memory\n");
         return;
     }
     int wrc = write_101(c, key, NULL);
@@ -736,7 +721,7 @@ static void do_listen(relay_t *r, conn_t *c, const http_request *req, const char
     l->c = c;
     l->hc = hc;
     l->token_exp = exp;
-    l->last_seen = hub_now_ms();
+    l->last_seen = api_now_ms();
     snprintf(l->host, sizeof l->host, "%s", host);
     snprintf(l->sas_host, sizeof l->sas_host, "%s", sas_host);
     url_slice idraw;
@@ -748,10 +733,7 @@ static void do_listen(relay_t *r, conn_t *c, const http_request *req, const char
         enc_hex(rnd, sizeof rnd, l->id, sizeof l->id);
     }
     ws_msg_init(&l->msg, WS_ROLE_SERVER, r->o.max_control_msg);
-    l->next = hc->listeners;
-    if (hc->listeners)
-        hc->listeners->prev = l;
-    hc->listeners = l;
+    list_insert_head(&hc->listeners, &l->link);
     hc->nlisteners++;
     (void)req;
     conn_set_data(c, l);
@@ -769,9 +751,14 @@ static listener *pick_listener(rhc *hc)
     /* Least loaded wins; among equals, the first after a rotating start. */
     for (int pass = 0; pass < 2; pass++) {
         i = 0;
-        for (listener *l = hc->listeners; l; l = l->next, i++) {
-            if ((pass == 0 && i < start) || (pass == 1 && i >= start))
+        list_node *n, *t;
+        list_foreach (n, t, &hc->listeners) {
+            listener *l = list_entry(n, listener, link);
+            if ((pass == 0 && i < start) || (pass == 1 && i >= start)) {
+                i++;
                 continue;
+            }
+            i++;
             if (!l->closing && conn_writable(l->c) && (!best || l->load < best->load))
                 best = l;
         }
@@ -821,7 +808,7 @@ static void do_connect(relay_t *r, conn_t *c, const http_request *req, const cha
     }
     pending *p = calloc(1, sizeof *p);
     if (!p) {
-        hub_reply(c, 503, NULL, "text/plain", "out of memory\n");
+        api_reply_close(c, 503, NULL, "text/plain", "out of memory\n");
         return;
     }
     uint8_t rnd[16];
@@ -831,7 +818,7 @@ static void do_connect(relay_t *r, conn_t *c, const http_request *req, const cha
     p->hc = hc;
     p->l = l;
     p->sender = c;
-    p->deadline = hub_now_ms() + r->o.rendezvous_ms;
+    p->deadline = api_now_ms() + r->o.rendezvous_ms;
     header_to(req, "Sec-WebSocket-Key", p->key, sizeof p->key);
 
     /* The accept message: connectHeaders are the sender's headers minus
@@ -875,16 +862,13 @@ static void do_connect(relay_t *r, conn_t *c, const http_request *req, const cha
     if (!text || send_frame(l->c, WS_OP_TEXT, text, strlen(text)) < 0) {
         free(text);
         free(p);
-        hub_reply(c, 503, "The listener could not be reached; retry.", "text/plain",
-                  "listener unreachable\n");
+        api_reply_close(c, 503, "The listener could not be reached; retry.", "text/plain",
+                        "listener unreachable\n");
         return;
     }
     free(text);
     l->load++;
-    p->next = r->pend;
-    if (r->pend)
-        r->pend->prev = p;
-    r->pend = p;
+    list_insert_head(&r->pend, &p->link);
     r->npend++;
     conn_set_data(c, p);
     conn_set_cbs(c, &pending_cbs);
@@ -902,9 +886,13 @@ static void do_accept(relay_t *r, conn_t *c, const http_request *req, const char
         reject(r, c, RJ_RENDEZVOUS_UNKNOWN, 404, "Rendezvous address unknown or expired.", "accept", entity);
         return;
     }
-    pending *p = r->pend;
-    while (p && strcmp(p->id, id) != 0)
-        p = p->next;
+    pending *p = NULL;
+    list_node *n, *t;
+    list_foreach (n, t, &r->pend)
+        if (!strcmp(list_entry(n, pending, link)->id, id)) {
+            p = list_entry(n, pending, link);
+            break;
+        }
     size_t matched;
     rhc *hc = find_hc(r, entity, &matched);
     if (!p || !hc || hc != p->hc || matched != strlen(entity)) {
@@ -928,15 +916,15 @@ static void do_accept(relay_t *r, conn_t *c, const http_request *req, const char
         r->rejects[RJ_LISTENER_REJECTED]++;
         log_kv(LOG_INFO, "sender.rejected_by_listener", "id", p->id, "entity", hc->name, NULL);
         conn_t *sender = pending_detach(p);
-        hub_reply(c, 410, "Gone", "text/plain", "rejection delivered\n");
-        hub_reply(sender, code, desc, "text/plain", desc);
+        api_reply_close(c, 410, "Gone", "text/plain", "rejection delivered\n");
+        api_reply_close(sender, code, desc, "text/plain", desc);
         return;
     }
     pair *s = calloc(1, sizeof *s);
     if (!s) {
         conn_t *sender = pending_detach(p);
-        hub_reply(c, 503, NULL, "text/plain", "out of memory\n");
-        hub_reply(sender, 503, NULL, "text/plain", "out of memory\n");
+        api_reply_close(c, 503, NULL, "text/plain", "out of memory\n");
+        api_reply_close(sender, 503, NULL, "text/plain", "out of memory\n");
         return;
     }
     char proto[128], sender_accept[29];
@@ -951,8 +939,8 @@ static void do_accept(relay_t *r, conn_t *c, const http_request *req, const char
         free(s);
         conn_t *sender = pending_detach(p);
         conn_close(c, 0);
-        hub_reply(sender, 503, "The listener could not be reached; retry.", "text/plain",
-                  "listener unreachable\n");
+        api_reply_close(sender, 503, "The listener could not be reached; retry.", "text/plain",
+                        "listener unreachable\n");
         return;
     }
     pending_unlink(p);
@@ -960,7 +948,7 @@ static void do_accept(relay_t *r, conn_t *c, const http_request *req, const char
     listener *l = p->l;
     s->r = r;
     s->l = l; /* inherits the load unit the pending rendezvous held */
-    s->started = hub_now_ms();
+    s->started = api_now_ms();
     snprintf(s->hc, sizeof s->hc, "%s", hc->name);
     snprintf(s->id, sizeof s->id, "%s", p->id);
     s->a.s = s->b.s = s;
@@ -968,10 +956,7 @@ static void do_accept(relay_t *r, conn_t *c, const http_request *req, const char
     s->b.c = c;
     ws_dec_init(&s->a.dec, WS_ROLE_SERVER, r->o.max_frame);
     ws_dec_init(&s->b.dec, WS_ROLE_SERVER, r->o.max_frame);
-    s->next = r->splices;
-    if (r->splices)
-        r->splices->prev = s;
-    r->splices = s;
+    list_insert_head(&r->splices, &s->link);
     r->nsplices++;
     r->conns_total++;
 
@@ -1056,6 +1041,8 @@ relay_t *relay_new(uv_loop_t *loop, const relay_opts *o)
         return NULL;
     r->loop = loop;
     r->o = o ? *o : relay_default_opts;
+    list_init(&r->pend);
+    list_init(&r->splices);
     return r;
 }
 
@@ -1091,6 +1078,7 @@ int relay_add_hc(relay_t *r, const char *name, const sas_rule *rules, size_t n)
     }
     h->rules = copy;
     h->nrules = n;
+    list_init(&h->listeners);
     h->next = r->hcs;
     r->hcs = h;
     return 0;
@@ -1102,11 +1090,13 @@ int relay_remove_hc(relay_t *r, const char *name)
         rhc *h = *pp;
         if (strcasecmp(h->name, name) != 0)
             continue;
-        while (h->listeners)
-            listener_close(h->listeners, WS_CLOSE_GOING_AWAY, "entity deleted");
-        for (pending *p = r->pend; p; p = p->next)
-            if (p->hc == h)
-                p->hc = NULL;
+        while (!list_empty(&h->listeners))
+            listener_close(list_entry(h->listeners.next, listener, link), WS_CLOSE_GOING_AWAY,
+                           "entity deleted");
+        list_node *n, *t;
+        list_foreach (n, t, &r->pend)
+            if (list_entry(n, pending, link)->hc == h)
+                list_entry(n, pending, link)->hc = NULL;
         *pp = h->next;
         free_rules(h->rules, h->nrules);
         free(h->name);
@@ -1138,9 +1128,9 @@ void relay_tick(relay_t *r, uint64_t now)
 {
     int64_t wall = (int64_t)time(NULL);
     for (rhc *h = r->hcs; h; h = h->next) {
-        listener *next;
-        for (listener *l = h->listeners; l; l = next) {
-            next = l->next;
+        list_node *n, *t;
+        list_foreach (n, t, &h->listeners) {
+            listener *l = list_entry(n, listener, link);
             if (l->token_exp && wall >= l->token_exp) {
                 listener_close(l, WS_CLOSE_POLICY, "token expired");
                 continue;
@@ -1160,17 +1150,17 @@ void relay_tick(relay_t *r, uint64_t now)
             }
         }
     }
-    pending *next;
-    for (pending *p = r->pend; p; p = next) {
-        next = p->next;
+    list_node *n, *t;
+    list_foreach (n, t, &r->pend) {
+        pending *p = list_entry(n, pending, link);
         if (now < p->deadline)
             continue;
         /* The listener never came: the address dies and the sender hears. */
         r->rejects[RJ_RENDEZVOUS_TIMEOUT]++;
         log_kv(LOG_INFO, "sender.timeout", "id", p->id, NULL);
         conn_t *sender = pending_detach(p);
-        hub_reply(sender, 504, "The listener did not accept the connection in time.", "text/plain",
-                  "The listener did not accept the connection in time.\n");
+        api_reply_close(sender, 504, "The listener did not accept the connection in time.", "text/plain",
+                        "The listener did not accept the connection in time.\n");
     }
 }
 
@@ -1205,7 +1195,9 @@ size_t relay_metrics(relay_t *r, char *out, size_t cap)
          "# TYPE arc_relay_connections_total counter\narc_relay_connections_total %llu\n",
          (unsigned long long)r->conns_total);
     size_t queued = 0;
-    for (pair *s = r->splices; s; s = s->next) {
+    list_node *n, *t;
+    list_foreach (n, t, &r->splices) {
+        pair *s = list_entry(n, pair, link);
         if (s->a.c)
             queued += conn_queued(s->a.c);
         if (s->b.c)
@@ -1230,9 +1222,12 @@ size_t relay_metrics(relay_t *r, char *out, size_t cap)
 void relay_shutdown(relay_t *r)
 {
     for (rhc *h = r->hcs; h; h = h->next)
-        while (h->listeners)
-            listener_close(h->listeners, WS_CLOSE_GOING_AWAY, "relay shutting down");
-    for (pair *s = r->splices; s; s = s->next) {
+        while (!list_empty(&h->listeners))
+            listener_close(list_entry(h->listeners.next, listener, link), WS_CLOSE_GOING_AWAY,
+                           "relay shutting down");
+    list_node *n, *t;
+    list_foreach (n, t, &r->splices) {
+        pair *s = list_entry(n, pair, link);
         if (s->a.c) {
             send_close(s->a.c, WS_CLOSE_GOING_AWAY, "relay shutting down");
             conn_close(s->a.c, 1);
@@ -1242,8 +1237,8 @@ void relay_shutdown(relay_t *r)
             conn_close(s->b.c, 1);
         }
     }
-    for (pending *p = r->pend; p; p = p->next)
-        conn_close(p->sender, 0);
+    list_foreach (n, t, &r->pend)
+        conn_close(list_entry(n, pending, link)->sender, 0);
 }
 
 void relay_free(relay_t *r)
@@ -1258,3 +1253,27 @@ void relay_free(relay_t *r)
     free_rules(r->ns_rules, r->n_ns);
     free(r);
 }
+
+/* ---- as a part behind the front door (api.h) -------------------------- */
+
+void relay_take(void *relay, conn_t *c, const http_request *req, url_slice rest, url_slice query)
+{
+    relay_handle(relay, c, req, rest, query);
+}
+
+static void hook_tick(void *ud, uint64_t now_ms)
+{
+    relay_tick(ud, now_ms);
+}
+
+static size_t hook_metrics(void *ud, char *out, size_t cap)
+{
+    return relay_metrics(ud, out, cap);
+}
+
+static void hook_shutdown(void *ud)
+{
+    relay_shutdown(ud);
+}
+
+const api_hooks relay_hooks = {.tick = hook_tick, .metrics = hook_metrics, .shutdown = hook_shutdown};

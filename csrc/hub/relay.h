@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "api.h"
 #include "conn.h"
 #include "http.h"
 #include "hubcfg.h"
@@ -50,6 +51,12 @@ int relay_listeners(relay_t *r, const char *name);
  * is <rest> still percent-encoded. The head's slices are only read during
  * the call. */
 void relay_handle(relay_t *r, conn_t *c, const http_request *req, url_slice path, url_slice query);
+
+/* relay_handle as the front door's takeover route (mounted on /$hc/). */
+void relay_take(void *relay, conn_t *c, const http_request *req, url_slice rest, url_slice query);
+/* relay_tick, relay_metrics and relay_shutdown as the front door's hooks
+ * (ud: the relay_t). */
+extern const api_hooks relay_hooks;
 
 /* Housekeeping, about once a second: pings, dead channels, token expiry,
  * expired rendezvous. */

@@ -11,6 +11,7 @@
 
 struct store {
     sqlite3 *db;
+    char *path;
     int copy_failed; /* the last store_get's callback refused its row */
 };
 
@@ -32,6 +33,10 @@ static int exec(store_t *s, const char *sql)
 store_t *store_open(const char *path, char err[256])
 {
     store_t *s = calloc(1, sizeof *s);
+    if (s && !(s->path = strdup(path))) {
+        free(s);
+        s = NULL;
+    }
     if (!s) {
         snprintf(err, 256, "out of memory");
         return NULL;
@@ -41,6 +46,7 @@ store_t *store_open(const char *path, char err[256])
         int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
         if (fd < 0) {
             snprintf(err, 256, "cannot open state database %s: %m", path);
+            free(s->path);
             free(s);
             return NULL;
         }
@@ -92,12 +98,18 @@ void store_close(store_t *s)
     if (!s)
         return;
     sqlite3_close(s->db);
+    free(s->path);
     free(s);
 }
 
 const char *store_error(store_t *s)
 {
     return s->copy_failed ? "out of memory copying a row" : sqlite3_errmsg(s->db);
+}
+
+const char *store_path(store_t *s)
+{
+    return s->path;
 }
 
 static void bind_text(sqlite3_stmt *st, int i, const char *v)
@@ -198,4 +210,29 @@ int store_list(store_t *s, const char *type, const char *parent_prefix, const ch
     }
     sqlite3_finalize(st);
     return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : -1;
+}
+
+int store_merge(store_t *s, const store_merge_item *items, size_t n)
+{
+    sqlite3_stmt *st = NULL;
+    if (exec(s, "BEGIN IMMEDIATE") < 0)
+        return -1;
+    int ok = sqlite3_prepare_v2(
+                 s->db,
+                 "UPDATE docs SET body=CASE WHEN ?1 IS NULL THEN body ELSE json_patch(body,?1) END,"
+                 " secret=CASE WHEN ?2 IS NULL THEN secret ELSE json_patch(coalesce(secret,'{}'),?2)"
+                 " END WHERE id=?3",
+                 -1, &st, NULL) == SQLITE_OK;
+    for (size_t i = 0; ok && i < n; i++) {
+        sqlite3_reset(st);
+        bind_text(st, 1, items[i].body_patch);
+        bind_text(st, 2, items[i].secret_patch);
+        bind_text(st, 3, items[i].id);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    if (ok && exec(s, "COMMIT") == 0)
+        return 0;
+    exec(s, "ROLLBACK");
+    return -1;
 }

@@ -48,6 +48,19 @@ int store_delete(store_t *s, const char *id);
  * returning non-zero stops the walk. Returns rows visited or -1. */
 int store_list(store_t *s, const char *type, const char *parent_prefix, const char *principal, store_cb cb,
                void *ud);
+/* Merges JSON into stored rows (RFC 7396, SQLite's json_patch): for each
+ * item whose row exists, body := merge(body, body_patch) and secret :=
+ * merge(secret, secret_patch) (a NULL patch leaves that column alone);
+ * rows that do not exist are skipped. One transaction for all items, so
+ * a crash keeps all or none. Only changes the named members, so it cannot
+ * undo a store_put that ran since the caller looked. Returns 0 or -1. */
+typedef struct store_merge_item {
+    const char *id;
+    const char *body_patch, *secret_patch;
+} store_merge_item;
+int store_merge(store_t *s, const store_merge_item *items, size_t n);
+/* The path store_open was given (":memory:" cannot be opened twice). */
+const char *store_path(store_t *s);
 /* The last SQLite error, for logs. */
 const char *store_error(store_t *s);
 

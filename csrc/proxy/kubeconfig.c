@@ -12,6 +12,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "file.h"
+
 #define MAX_EVENTS 2000000
 
 static int fail(char *err, const char *fmt, const char *a)
@@ -355,7 +357,7 @@ static int mkdirs(const char *dir)
 
 int kcfg_merge_file(const char *path, const kcfg_entry *e, char err[KCFG_ERRLEN])
 {
-    char dir[4096], lock[4200], tmp[4200];
+    char dir[4096], lock[4200];
     snprintf(dir, sizeof dir, "%s", path);
     char *dn = dirname(dir);
     if (mkdirs(dn) < 0) {
@@ -375,30 +377,10 @@ int kcfg_merge_file(const char *path, const kcfg_entry *e, char err[KCFG_ERRLEN]
     int rc = -1;
     char *in = NULL, *out = NULL;
     size_t n = 0, out_len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd >= 0) {
-        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-            snprintf(err, KCFG_ERRLEN, "%s is not a regular file", path);
-            close(fd);
-            goto out;
-        }
-        if ((size_t)st.st_size > KCFG_MAX_BYTES) {
-            snprintf(err, KCFG_ERRLEN, "%s is larger than 16 MiB; not a kubeconfig", path);
-            close(fd);
-            goto out;
-        }
-        in = malloc((size_t)st.st_size + 1);
-        ssize_t r = 0;
-        while (in && n < (size_t)st.st_size && (r = read(fd, in + n, (size_t)st.st_size - n)) > 0)
-            n += (size_t)r;
-        close(fd);
-        if (!in || r < 0) {
-            snprintf(err, KCFG_ERRLEN, "cannot read %s", path);
-            goto out;
-        }
-    } else if (errno != ENOENT) {
-        snprintf(err, KCFG_ERRLEN, "cannot read %s: %s", path, strerror(errno));
+    char ferr[FILE_ERRLEN];
+    in = file_read(path, KCFG_MAX_BYTES, &n, ferr);
+    if (!in && errno != ENOENT) { /* a missing kubeconfig is an empty one */
+        snprintf(err, KCFG_ERRLEN, "%s%s", ferr, errno == EFBIG ? "; not a kubeconfig" : "");
         goto out;
     }
     char merr[KCFG_ERRLEN];
@@ -406,27 +388,9 @@ int kcfg_merge_file(const char *path, const kcfg_entry *e, char err[KCFG_ERRLEN]
         snprintf(err, KCFG_ERRLEN, "%s: %s; it was left unchanged", path, merr);
         goto out;
     }
-    snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
-    int tfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    size_t w = 0;
-    while (tfd >= 0 && w < out_len) {
-        ssize_t r = write(tfd, out + w, out_len - w);
-        if (r <= 0)
-            break;
-        w += (size_t)r;
-    }
-    int wok = tfd >= 0 && w == out_len && fchmod(tfd, 0600) == 0 && fsync(tfd) == 0;
-    if (tfd >= 0 && close(tfd) != 0)
-        wok = 0;
-    if (!wok || rename(tmp, path) != 0) {
-        snprintf(err, KCFG_ERRLEN, "cannot write %s: %s", path, strerror(errno));
-        unlink(tmp);
+    if (file_write_atomic(path, out, out_len, 0600, 0, ferr) < 0) {
+        snprintf(err, KCFG_ERRLEN, "%s", ferr);
         goto out;
-    }
-    int dfd = open(dn, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
     }
     rc = 0;
 out:

@@ -19,6 +19,7 @@
 #include "cert.h"
 #include "enc.h"
 #include "kubeconfig.h"
+#include "log.h"
 #include "proxy.h"
 #include "sas.h"
 
@@ -26,6 +27,7 @@
 
 typedef struct {
     PyObject *NativeError;
+    PyObject *logger; /* where the core's log events go (set_logger), or NULL */
 } native_state;
 
 static native_state *get_state(PyObject *module)
@@ -202,6 +204,57 @@ static PyObject *native_render_kubeconfig(PyObject *module, PyObject *args)
     PyObject *r = PyUnicode_FromStringAndSize(out, (Py_ssize_t)n);
     free(out);
     return r;
+}
+
+/* ---- the core's log events, through Python's logging ---- */
+
+/* The core's sink (log.h): called on whichever thread logs, the proxy
+ * loop's with the GIL released or a caller's with it held; the GIL is
+ * taken either way, and an exception already pending in the caller is
+ * kept aside so that logging never swallows or replaces it. */
+static void py_log_sink(void *ud, int level, const char *text)
+{
+    static const int pylevel[] = {10, 20, 30, 40}; /* logging.DEBUG .. logging.ERROR */
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *r = PyObject_CallMethod((PyObject *)ud, "log", "is", pylevel[level & 3], text);
+    if (!r)
+        PyErr_Clear(); /* a broken handler must not break the proxy */
+    Py_XDECREF(r);
+    PyErr_Restore(type, value, tb);
+    PyGILState_Release(g);
+}
+
+PyDoc_STRVAR(set_logger_doc, "set_logger(logger, level) -> None\n\n"
+                             "Sends the core's log events to logger.log(level, text) instead of JSON lines\n"
+                             "on stderr, for events at or above `level` (a logging level: the lowest any\n"
+                             "handler would show; events below it are not even formatted). None restores\n"
+                             "the JSON lines.");
+static PyObject *native_set_logger(PyObject *module, PyObject *args)
+{
+    PyObject *logger;
+    int level = 30;
+    if (!PyArg_ParseTuple(args, "O|i", &logger, &level))
+        return NULL;
+    native_state *st = get_state(module);
+    PyObject *old = st->logger;
+    if (logger == Py_None) {
+        log_set_sink(NULL, NULL);
+        log_set_level(LOG_INFO);
+        st->logger = NULL;
+    } else {
+        Py_INCREF(logger);
+        st->logger = logger;
+        log_set_sink(py_log_sink, logger);
+        log_set_level(level <= 10   ? LOG_DEBUG
+                      : level <= 20 ? LOG_INFO
+                      : level <= 30 ? LOG_WARN
+                      : level <= 40 ? LOG_ERROR
+                                    : LOG_ERROR + 1);
+    }
+    Py_XDECREF(old);
+    Py_RETURN_NONE;
 }
 
 /* ---- the proxy loop ---- */
@@ -408,6 +461,7 @@ static PyMethodDef native_methods[] = {
     {"render_kubeconfig", native_render_kubeconfig,                      METH_VARARGS,                 render_kubeconfig_doc},
     {"run_proxy",         (PyCFunction)(void (*)(void))native_run_proxy, METH_VARARGS | METH_KEYWORDS, run_proxy_doc        },
     {"stop_proxy",        native_stop_proxy,                             METH_NOARGS,                  stop_proxy_doc       },
+    {"set_logger",        native_set_logger,                             METH_VARARGS,                 set_logger_doc       },
     {"version",           native_version,                                METH_NOARGS,                  version_doc          },
     {"sas_token",         native_sas_token,                              METH_VARARGS,                 sas_token_doc        },
     {NULL,                NULL,                                          0,                            NULL                 },
@@ -432,12 +486,17 @@ static int native_exec(PyObject *module)
 static int native_traverse(PyObject *module, visitproc visit, void *arg)
 {
     Py_VISIT(get_state(module)->NativeError);
+    Py_VISIT(get_state(module)->logger);
     return 0;
 }
 
 static int native_clear(PyObject *module)
 {
-    Py_CLEAR(get_state(module)->NativeError);
+    native_state *st = get_state(module);
+    if (st->logger) /* the core must not call a logger that is going away */
+        log_set_sink(NULL, NULL);
+    Py_CLEAR(st->NativeError);
+    Py_CLEAR(st->logger);
     return 0;
 }
 

@@ -1,5 +1,6 @@
 /* Unit tests for relay: the hub's relay on a loopback socket, driven by raw
- * conn clients, with a front door reduced to what relay_handle needs.
+ * conn clients, with a front door reduced to what relay_handle needs
+ * (replies come from api.c, linked in as the hub links it).
  *
  * A spliced stream whose listener side stops reading: once that side's
  * queue would pass out_max, the write fails (conn.h: -ENOBUFS), and the
@@ -13,7 +14,7 @@
 
 #include "check.h"
 #include "conn.h"
-#include "hub.h"
+#include "api.h"
 #include "log.h"
 #include "relay.h"
 #include "sas.h"
@@ -24,30 +25,6 @@ static uv_loop_t *loop;
 static relay_t *relay;
 static uv_tcp_t srv;
 static int port;
-
-/* ---- hub.c stand-ins ----------------------------------------------------- */
-
-uint64_t hub_now_ms(void)
-{
-    return uv_hrtime() / 1000000;
-}
-
-static size_t discard(conn_t *c, uint8_t *d, size_t n)
-{
-    (void)c, (void)d;
-    return n;
-}
-const conn_cbs hub_answered_cbs = {.on_data = discard};
-
-void hub_reply(conn_t *c, int status, const char *reason, const char *ctype, const char *body)
-{
-    char head[512];
-    size_t bl = body ? strlen(body) : 0;
-    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n",
-                     status, reason ? reason : "", ctype, bl);
-    (void)conn_write2(c, head, (size_t)n, body, bl);
-    conn_close(c, 1);
-}
 
 /* Hands each request head to the relay, as hub.c does for /$hc/. */
 static size_t front_data(conn_t *c, uint8_t *d, size_t n)
@@ -60,7 +37,7 @@ static size_t front_data(conn_t *c, uint8_t *d, size_t n)
     url_slice path, query;
     url_split_target(req.target, req.target_len, &path, &query);
     CHECK(path.n > 5 && memcmp(path.p, "/$hc/", 5) == 0);
-    conn_set_cbs(c, &hub_answered_cbs);
+    conn_set_cbs(c, &api_answered_cbs);
     relay_handle(relay, c, &req, (url_slice){path.p + 5, path.n - 5}, query);
     return n;
 }

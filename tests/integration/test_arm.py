@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from azcli import Az, dev_directory
-from conftest import start_hub
+from conftest import BUILD, start_hub
 from issuer import TestIssuer
 import wsclient
 
@@ -308,3 +308,87 @@ def test_tokens_from_a_trusted_external_issuer(env):
     assert raw(hub, "POST", path, b"{}", token=entra.mint(user, groups=[group], aud="api://other"))[0] == 401
     forged = entra.mint(user, groups=[group], key=entra.other_key)
     assert raw(hub, "POST", path, b"{}", token=forged)[0] == 401
+
+
+def test_without_the_demo_issuer_only_trusted_issuers_open_the_control_plane(env):
+    """--no-demo-issuer (a production hub): the demo issuer's endpoints are
+    gone and a token it minted no longer opens ARM, while the trusted
+    external issuer's tokens still do. Both hubs here use the first hub's
+    public URL and signing key, so the demo token is valid in every other
+    respect: the hub started the same way without the flag accepts it."""
+    hub, ids, admin, d = env
+    demo = token(admin)
+    public = ["--public-url", "https://127.0.0.1:%d" % hub.port]
+    subs = "/subscriptions?api-version=2022-12-01"
+
+    def hub_like_the_first(*extra):
+        pd = tempfile.mkdtemp(prefix="ck-arm-prod-")
+        for name in ("directory.json", "idp.key"):
+            shutil.copy(os.path.join(d, name), os.path.join(pd, name))
+        return start_hub(pd, [*public, *hub.trust_args, *extra]), pd
+
+    with_demo, d1 = hub_like_the_first()
+    prod, d2 = hub_like_the_first("--no-demo-issuer")
+    try:
+        ok = raw(with_demo, "GET", subs, token=demo)
+        assert ok[0] == 200 and [s["subscriptionId"] for s in ok[1]["value"]] == [ids["sub"]], ok
+        refused = raw(prod, "GET", subs, token=demo)
+        assert refused[0] == 401 and refused[1]["error"]["code"] == "InvalidAuthenticationToken", refused
+        entra = raw(prod, "GET", subs, token=hub.entra.mint(ids["admin"]))
+        assert entra[0] == 200 and [s["subscriptionId"] for s in entra[1]["value"]] == [ids["sub"]], entra
+        for method, path in (("GET", "/adfs/.well-known/openid-configuration"), ("GET", "/adfs/discovery/keys"),
+                             ("POST", "/adfs/oauth2/token"), ("POST", "/msi/token")):
+            assert raw(with_demo, method, path)[0] != 404, path
+            gone = raw(prod, method, path)
+            assert gone[0] == 404 and gone[1]["error"]["code"] == "NotFound", (path, gone)
+    finally:
+        for h, pd in ((with_demo, d1), (prod, d2)):
+            h.proc.terminate()
+            h.proc.wait(10)
+            shutil.rmtree(pd, ignore_errors=True)
+    # Without a trusted issuer a hub without the demo one would admit nobody.
+    pd = tempfile.mkdtemp(prefix="ck-arm-prod-")
+    try:
+        shutil.copy(os.path.join(d, "directory.json"), os.path.join(pd, "directory.json"))
+        r = subprocess.run([os.path.join(BUILD, "bin", "arc-hub"), "--dev", pd, "--listen", "127.0.0.1:0",
+                            "--no-demo-issuer"], capture_output=True, text=True, timeout=20)
+        assert r.returncode == 2 and "--no-demo-issuer needs --trust-issuer" in r.stderr, r.stderr
+    finally:
+        shutil.rmtree(pd, ignore_errors=True)
+
+
+def test_heartbeats_show_at_once_and_survive_a_clean_restart(env, tmp_path):
+    """An agent's heartbeat is kept in memory (no synchronous write on the
+    hub's loop): GET shows it at once; the hub writes it in the background
+    and at a clean stop, so a restarted hub still knows what the agent
+    reported and when it was last seen."""
+    import base64
+
+    hub, ids, admin, d = env
+    cid = cluster_id(ids, rg="beats", name="b1")
+    base = "https://127.0.0.1:%d" % hub.port
+    ident = TestIssuer(str(tmp_path), issuer=cid, audience=base + "/agent", kid="agent")
+    pub = subprocess.run(["openssl", "rsa", "-in", ident.key, "-pubout", "-outform", "DER"], check=True,
+                         capture_output=True).stdout
+    admin.rest("put", cid, {"location": "x", "properties": {"agentPublicKeyCertificate": base64.b64encode(pub).decode()}})
+    shown = json.loads(admin.rest("get", cid).stdout)["properties"]
+    assert shown["connectivityStatus"] == "Connecting" and "agentVersion" not in shown, shown
+    beat = raw(hub, "POST", "/agent/v1/heartbeat",
+               json.dumps({"agentVersion": "9.9.9", "kubernetesVersion": "v1.99.0", "totalNodeCount": 4}).encode(),
+               token=ident.mint(cid, ttl=120, extra={"sub": cid}), headers={"Content-Type": "application/json"})
+    assert beat[0] == 200 and beat[1]["hybridConnectionName"], beat
+    shown = json.loads(admin.rest("get", cid).stdout)["properties"]
+    assert (shown["connectivityStatus"], shown["agentVersion"], shown["kubernetesVersion"], shown["totalNodeCount"]) \
+        == ("Connected", "9.9.9", "v1.99.0", 4), shown
+    seen = shown["lastConnectivityTime"]
+    assert seen and shown["arcAgentProfile"]["agentState"] == "Succeeded", shown
+    hub.proc.send_signal(signal.SIGTERM)
+    assert hub.proc.wait(10) == 0
+    restarted = start_hub(d, ["--credential-ttl", "600", *hub.trust_args], port=hub.port)
+    hub.proc = restarted.proc
+    after = json.loads(admin.rest("get", cid).stdout)["properties"]
+    assert (after["connectivityStatus"], after["agentVersion"], after["kubernetesVersion"], after["totalNodeCount"],
+            after["lastConnectivityTime"]) == ("Connected", "9.9.9", "v1.99.0", 4, seen), after
+    listed = json.loads(admin.rest("get", "/subscriptions/%s/resourceGroups/beats/providers/"
+                                   "Microsoft.Kubernetes/connectedClusters" % ids["sub"]).stdout)["value"]
+    assert [c["properties"]["agentVersion"] for c in listed] == ["9.9.9"], listed

@@ -331,3 +331,31 @@ def test_file_dash_prints_the_kubeconfig(env, tmp_path):
         assert not home_kc.exists()  # $KUBECONFIG was not written
     finally:
         assert p.stop() == 0
+
+
+def test_core_log_events_go_through_az_logging(env):
+    """Inside az the core's log events go through az's logging (knack), not
+    as JSON lines on stderr: a default run shows none of them, --debug shows
+    them as az log lines. Both runs live past the first credential's expiry,
+    so each refreshes it, which the core logs (proxy.refreshed)."""
+    quiet = Proxy(env.alice, os.path.join(env.dir, "quiet.kubeconfig"), free_port()).wait_ready()
+    loud = Proxy(env.alice, os.path.join(env.dir, "loud.kubeconfig"), free_port(), "--debug").wait_ready()
+    try:
+        deadline = time.time() + CRED_TTL + 20
+        while "proxy.refreshed" not in loud.text():
+            assert time.time() < deadline, loud.text()[-4000:]
+            time.sleep(0.2)
+        # The quiet one started first: it is past its refresh too.
+        while time.time() < quiet.started + CRED_TTL + 6:
+            time.sleep(0.2)
+        assert quiet.proc.poll() is None and loud.proc.poll() is None
+    finally:
+        assert quiet.stop() == 0
+        assert loud.stop() == 0
+    for p in (quiet, loud):
+        json_lines = [l for l in p.text().splitlines() if l.lstrip().startswith('{"ts"')]
+        assert not json_lines, json_lines[:3]
+    assert "proxy.refreshed" not in quiet.text(), quiet.text()
+    core = [l for l in loud.text().splitlines() if "cli.azext_connectedk8s.core" in l]
+    assert any("proxy.refreshed detail=" in l for l in core), core
+    assert all(l.split(":", 1)[0] in ("DEBUG", "INFO", "WARNING", "ERROR") for l in core), core
