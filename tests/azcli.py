@@ -9,8 +9,10 @@ import glob
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
+import urllib.request
 import uuid
 
 AZ = os.environ.get("CK_AZ", "/usr/bin/az")
@@ -62,10 +64,23 @@ class Az:
         self.base = "https://127.0.0.1:%d" % hub.port
         self.env = offline_env(self.dir)
         self.env["REQUESTS_CA_BUNDLE"] = hub.ca
-        # The hub serves ARM's /metadata/endpoints, so the resource manager
-        # alone is enough: az discovers the sign-in authority and audience.
-        self.run("cloud", "register", "-n", "archub", "--endpoint-resource-manager", self.base + "/")
-        self.run("cloud", "set", "-n", "archub")
+        self.register_cloud()
+
+    def register_cloud(self, name="archub"):
+        """`az cloud register --cloud-config @file` with the hub's
+        /metadata/endpoints, as README tells users: az 2.45 learns the
+        Microsoft Graph endpoint only from a cloud config (with
+        --endpoint-resource-manager alone `az ad ...` says
+        "microsoft_graph_resource_id ... is not set")."""
+        ctx = ssl.create_default_context(cafile=self.hub.ca)
+        with urllib.request.urlopen(self.base + "/metadata/endpoints?api-version=2022-09-01", context=ctx,
+                                    timeout=10) as r:
+            meta = r.read().decode()
+        path = os.path.join(self.dir, "cloud.json")
+        with open(path, "w") as f:
+            f.write(meta)
+        self.run("cloud", "register", "-n", name, "--cloud-config", "@" + path)
+        self.run("cloud", "set", "-n", name)
 
     def run(self, *args, check=True, timeout=120, env=None, **kw):
         e = dict(self.env)
