@@ -310,3 +310,24 @@ def test_user_in_250_groups_is_authorized_by_one_of_them(arc):
     finally:
         assert p.stop() == 0, p.text()
         arc.kube.kubectl("delete", "clusterrolebinding", "carol-group-reads", check=False)
+
+
+def test_role_assignment_create_resolves_users_and_apps_through_graph(env):
+    """`az role assignment create --assignee` turns a UPN, an object id or
+    an appId into an object id through the hub's Graph. With the PyPI az:
+    az 2.45 itself fails at this command after the Graph lookups
+    ("'RoleAssignmentsOperations' object has no attribute 'config'", a
+    mismatch between Debian's azure-cli 2.45 and its packaged
+    azure-mgmt-authorization), whatever the server answers."""
+    admin = env.az(PYPI_AZ[-1])
+    admin.login_sp(env.ids["admin_app"], env.directory["principals"][0]["secret"], env.ids["tenant"])
+    scope = "/subscriptions/%s/resourceGroups/rg-graph" % env.ids["sub"]
+    for assignee, oid in (("bob@example.test", env.ids["bob"]), (env.ids["carol"], env.ids["carol"]),
+                          (env.ids["admin_app"], env.ids["admin"])):
+        ra = admin.json("role", "assignment", "create", "--role", "Reader", "--assignee", assignee, "--scope", scope)
+        assert ra["principalId"] == oid and ra["scope"] == scope
+    # bob, who held nothing, now sees the subscription when he signs in.
+    assert [s["id"] for s in env.az(AZ).login_user("bob@example.test", "bob-pw")] == [env.ids["sub"]]
+    r = admin.run("role", "assignment", "create", "--role", "Reader", "--assignee", "nobody@example.test",
+                  "--scope", scope, check=False)
+    assert r.returncode != 0 and "nobody@example.test" in r.stderr, r.stderr
