@@ -64,8 +64,10 @@ $(BUILD)/bin/clusterconnect-agent: $(AGENT_OBJ) $(BUILD)/lib/libck.a
 # Test binaries compile the core sources themselves so that the whole
 # module under test carries the sanitizers. A test or fuzz target named
 # after a hub or proxy module (test_store, fuzz_kubeconfig) also gets that
-# module's source.
-MODULE_SRC = $(wildcard csrc/hub/$*.c csrc/proxy/$*.c csrc/agent/$*.c)
+# module's source (and the modules it is built on, MODULE_DEPS_<name>).
+# A hub module built on another names it here (grants keeps its rows in store).
+MODULE_DEPS_grants = csrc/hub/store.c
+MODULE_SRC = $(wildcard csrc/hub/$*.c csrc/proxy/$*.c csrc/agent/$*.c) $(MODULE_DEPS_$*)
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: csrc/tests/test_%.c csrc/tests/check.h $(CORE_SRC) $(CORE_HDR) $$(MODULE_SRC) csrc/warnings
 	@mkdir -p $(BUILD)/tests

@@ -99,8 +99,8 @@ static int read_rt(void *ud, const store_row *r)
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(b, "clientId");
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(b, "expiresOn");
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(b, "objectId");
-    if (cJSON_IsString(c) && cJSON_IsNumber(e) && cJSON_IsString(o) && strlen(c->valuestring) < sizeof w->client_id &&
-        strlen(o->valuestring) < sizeof w->oid) {
+    if (cJSON_IsString(c) && cJSON_IsNumber(e) && cJSON_IsString(o) &&
+        strlen(c->valuestring) < sizeof w->client_id && strlen(o->valuestring) < sizeof w->oid) {
         snprintf(w->client_id, sizeof w->client_id, "%s", c->valuestring);
         snprintf(w->oid, sizeof w->oid, "%s", o->valuestring);
         w->expires = (int64_t)e->valuedouble;
@@ -173,7 +173,8 @@ int grants_issue_refresh(grants_t *g, const char *oid, const char *client_id, ch
         return GRANTS_FAILED;
     memcpy(out, RT_PREFIX, sizeof RT_PREFIX - 1);
     if (enc_random(raw, sizeof raw) ||
-        enc_b64url_encode(raw, sizeof raw, out + sizeof RT_PREFIX - 1, GRANTS_RT_LEN - (sizeof RT_PREFIX - 1)) < 0 ||
+        enc_b64url_encode(raw, sizeof raw, out + sizeof RT_PREFIX - 1,
+                          GRANTS_RT_LEN - (sizeof RT_PREFIX - 1)) < 0 ||
         rt_id(out, id) < 0)
         return GRANTS_FAILED;
     OPENSSL_cleanse(raw, sizeof raw);

@@ -32,7 +32,8 @@ static cJSON *object_json(const idp_t *p, const idp_principal *r, int ctx)
                  user ? "users" : "servicePrincipals");
         cJSON_AddStringToObject(o, "@odata.context", u);
     }
-    cJSON_AddStringToObject(o, "@odata.type", user ? "#microsoft.graph.user" : "#microsoft.graph.servicePrincipal");
+    cJSON_AddStringToObject(o, "@odata.type",
+                            user ? "#microsoft.graph.user" : "#microsoft.graph.servicePrincipal");
     cJSON_AddStringToObject(o, "id", r->object_id);
     cJSON_AddStringToObject(o, "displayName", r->name);
     if (user) {
@@ -71,9 +72,10 @@ static int filter_value(const char *filter, const char *prefix, char *out, size_
 
 static void not_found(api_resp *resp, const char *id)
 {
-    api_error(resp, 404, "Request_ResourceNotFound",
-              "Resource '%.200s' does not exist or one of its queried reference-property objects are not present.",
-              id);
+    api_error(
+        resp, 404, "Request_ResourceNotFound",
+        "Resource '%.200s' does not exist or one of its queried reference-property objects are not present.",
+        id);
 }
 
 static void answer(api_resp *resp, int status, cJSON *o)
@@ -211,7 +213,8 @@ int graph_route(void *ud, const api_req *req, api_resp *resp)
         if (!get)
             api_error(resp, 405, "Request_BadRequest", "Use GET.");
         else if (me && (!self || !is_user(self)))
-            api_error(resp, 400, "BadRequest", "/me request is only valid with delegated authentication flow.");
+            api_error(resp, 400, "BadRequest",
+                      "/me request is only valid with delegated authentication flow.");
         else if (!r)
             not_found(resp, me ? caller : segs[1]);
         else
@@ -236,7 +239,8 @@ int graph_route(void *ud, const api_req *req, api_resp *resp)
         else if (strcmp(verb, "revokeSignInSessions"))
             member_objects(r, resp);
         else if (idp_revoke_sessions(p, r->object_id) < 0)
-            api_error(resp, 500, "InternalServerError", "The sessions could not be ended; see the hub's log.");
+            api_error(resp, 500, "InternalServerError",
+                      "The sessions could not be ended; see the hub's log.");
         else {
             cJSON *o = cJSON_CreateObject();
             char u[700];

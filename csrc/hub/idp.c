@@ -529,7 +529,8 @@ static void oauth_error(api_resp *resp, int status, const char *code, const char
 
 /* Tokens for an application (client credentials) or a managed identity:
  * an access token and nothing to sign in with later. */
-static void app_answer(const idp_t *p, api_resp *resp, const idp_principal *who, const char *aud, int msi_shape)
+static void app_answer(const idp_t *p, api_resp *resp, const idp_principal *who, const char *aud,
+                       int msi_shape)
 {
     int64_t exp;
     char *tok = idp_mint(p, who, aud, p->token_ttl, &exp);
@@ -665,7 +666,8 @@ static void token_endpoint(idp_t *p, const api_req *req, api_resp *resp)
         oauth_error(resp, 400, "invalid_request", "AADSTS900144: The request body must contain grant_type.");
         return;
     }
-    int have_scope = api_form(req, "scope", scope, sizeof scope) || api_form(req, "resource", scope, sizeof scope);
+    int have_scope =
+        api_form(req, "scope", scope, sizeof scope) || api_form(req, "resource", scope, sizeof scope);
     api_form(req, "client_id", client_id, sizeof client_id);
     if (!p->grants && strcmp(grant, "client_credentials") != 0) {
         oauth_error(resp, 400, "unsupported_grant_type", "This hub lets applications sign in, not people.");
@@ -674,7 +676,8 @@ static void token_endpoint(idp_t *p, const api_req *req, api_resp *resp)
     if (!strcmp(grant, "urn:ietf:params:oauth:grant-type:device_code")) {
         char code[GRANTS_DEVICE_CODE_LEN + 8], oid[GRANTS_OID_LEN], asked[GRANTS_SCOPE_LEN];
         if (!api_form(req, "device_code", code, sizeof code) && !api_form(req, "code", code, sizeof code)) {
-            oauth_error(resp, 400, "invalid_request", "AADSTS900144: The request body must contain device_code.");
+            oauth_error(resp, 400, "invalid_request",
+                        "AADSTS900144: The request body must contain device_code.");
             return;
         }
         int rc = grants_device_poll(p->grants, code, client_id, oid, asked);
@@ -731,11 +734,13 @@ static void token_endpoint(idp_t *p, const api_req *req, api_resp *resp)
     }
     if (!strcmp(grant, "refresh_token")) {
         char rt[GRANTS_RT_LEN + 8], oid[GRANTS_OID_LEN];
-        int rc = api_form(req, "refresh_token", rt, sizeof rt) ? grants_redeem_refresh(p->grants, rt, client_id, oid)
-                                                                : GRANTS_UNKNOWN;
+        int rc = api_form(req, "refresh_token", rt, sizeof rt)
+                     ? grants_redeem_refresh(p->grants, rt, client_id, oid)
+                     : GRANTS_UNKNOWN;
         const idp_principal *who = rc == GRANTS_OK ? idp_find(p, oid) : NULL;
         if (rc == GRANTS_FAILED) {
-            api_error(resp, 500, "server_error", "The sign-in sessions could not be read; see the hub's log.");
+            api_error(resp, 500, "server_error",
+                      "The sign-in sessions could not be read; see the hub's log.");
         } else if (rc == GRANTS_EXPIRED) {
             log_kv(LOG_INFO, "idp.refresh_refused", "reason", "expired", "peer", req->peer, NULL);
             oauth_error(resp, 400, "invalid_grant",
@@ -768,8 +773,10 @@ static void devicecode_endpoint(idp_t *p, const api_req *req, api_resp *resp)
         oauth_error(resp, 400, "unsupported_grant_type", "This hub lets applications sign in, not people.");
         return;
     }
-    if (!api_form(req, "client_id", client_id, sizeof client_id) || !api_form(req, "scope", scope, sizeof scope)) {
-        oauth_error(resp, 400, "invalid_request", "AADSTS900144: The request body must contain client_id and scope.");
+    if (!api_form(req, "client_id", client_id, sizeof client_id) ||
+        !api_form(req, "scope", scope, sizeof scope)) {
+        oauth_error(resp, 400, "invalid_request",
+                    "AADSTS900144: The request body must contain client_id and scope.");
         return;
     }
     int rc = grants_device_start(p->grants, client_id, scope, dc, uc);
@@ -783,8 +790,9 @@ static void devicecode_endpoint(idp_t *p, const api_req *req, api_resp *resp)
     }
     char page[700], msg[1000];
     snprintf(page, sizeof page, "%s/adfs/devicelogin", p->public_url);
-    snprintf(msg, sizeof msg, "To sign in, use a web browser to open the page %s and enter the code %s to authenticate.",
-             page, uc);
+    snprintf(msg, sizeof msg,
+             "To sign in, use a web browser to open the page %s and enter the code %s to authenticate.", page,
+             uc);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "device_code", dc);
     cJSON_AddStringToObject(o, "user_code", uc);
@@ -804,9 +812,12 @@ static void html_escape(const char *in, char *out, size_t cap)
 {
     size_t o = 0;
     for (; *in && o + 7 < cap; in++) {
-        const char *rep = *in == '<' ? "&lt;" : *in == '>' ? "&gt;" : *in == '&' ? "&amp;" : *in == '"' ? "&quot;"
-                                                                                            : *in == '\'' ? "&#39;"
-                                                                                                          : NULL;
+        const char *rep = *in == '<'    ? "&lt;"
+                          : *in == '>'  ? "&gt;"
+                          : *in == '&'  ? "&amp;"
+                          : *in == '"'  ? "&quot;"
+                          : *in == '\'' ? "&#39;"
+                                        : NULL;
         if (rep) {
             size_t n = strlen(rep);
             memcpy(out + o, rep, n);
@@ -827,7 +838,8 @@ static void html(api_resp *resp, int status, const char *title, const char *note
         "<form method=\"post\" action=\"devicelogin\">\n"
         "<label>Code <input name=\"code\" autocomplete=\"off\"></label><br>\n"
         "<label>User name <input name=\"username\" autocomplete=\"username\"></label><br>\n"
-        "<label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\"></label><br>\n"
+        "<label>Password <input name=\"password\" type=\"password\" "
+        "autocomplete=\"current-password\"></label><br>\n"
         "<button type=\"submit\">Sign in</button>\n</form>\n";
     size_t cap = sizeof fmt + sizeof form_html + strlen(title) + strlen(note) + 1;
     char *body = malloc(cap);
@@ -842,7 +854,8 @@ static void html(api_resp *resp, int status, const char *title, const char *note
     resp->body = body;
     /* The page takes a password: no framing by other sites, no caching. */
     snprintf(resp->headers, sizeof resp->headers,
-             "Cache-Control: no-store\r\nX-Frame-Options: DENY\r\nContent-Security-Policy: frame-ancestors 'none'\r\n");
+             "Cache-Control: no-store\r\nX-Frame-Options: DENY\r\nContent-Security-Policy: frame-ancestors "
+             "'none'\r\n");
 }
 
 static void devicelogin_page(idp_t *p, const api_req *req, api_resp *resp)
@@ -852,7 +865,8 @@ static void devicelogin_page(idp_t *p, const api_req *req, api_resp *resp)
         return;
     }
     if (api_method(req, "GET")) {
-        html(resp, 200, "Sign in to arc-hub", "Enter the code az printed, then your user name and password.", 1);
+        html(resp, 200, "Sign in to arc-hub", "Enter the code az printed, then your user name and password.",
+             1);
         return;
     }
     if (!api_method(req, "POST")) {
@@ -862,7 +876,8 @@ static void devicelogin_page(idp_t *p, const api_req *req, api_resp *resp)
     char code[64], user[256], pw[512], who_html[800], note[1200];
     const char *c = api_form(req, "code", code, sizeof code);
     const char *u = api_form(req, "username", user, sizeof user);
-    const idp_principal *who = c && u ? user_by_password(p, u, api_form(req, "password", pw, sizeof pw)) : NULL;
+    const idp_principal *who =
+        c && u ? user_by_password(p, u, api_form(req, "password", pw, sizeof pw)) : NULL;
     OPENSSL_cleanse(pw, sizeof pw);
     if (!who) {
         log_kv(LOG_WARN, "idp.denied", "grant", "device_code", "user", u ? u : "", "peer", req->peer, NULL);
@@ -878,7 +893,8 @@ static void devicelogin_page(idp_t *p, const api_req *req, api_resp *resp)
         return;
     }
     html_escape(who->name, who_html, sizeof who_html);
-    snprintf(note, sizeof note, "You have signed in as %s. You may close this window and return to az.", who_html);
+    snprintf(note, sizeof note, "You have signed in as %s. You may close this window and return to az.",
+             who_html);
     html(resp, 200, "Signed in", note, 0);
     log_kv(LOG_INFO, "idp.device_approved", "principal", who->name, "oid", who->object_id, NULL);
 }
@@ -970,7 +986,8 @@ int idp_route(void *ud, const api_req *req, api_resp *resp)
         msi_endpoint(p, req, resp);
         return 1;
     }
-    if (path_is(req, "/adfs/oauth2/token") || path_is(req, "/adfs/oauth2/devicecode") || path_is(req, "/msi/token")) {
+    if (path_is(req, "/adfs/oauth2/token") || path_is(req, "/adfs/oauth2/devicecode") ||
+        path_is(req, "/msi/token")) {
         if (!api_method(req, "POST")) {
             api_error(resp, 405, "MethodNotAllowed", "Use POST with a form body.");
             return 1;

@@ -41,8 +41,10 @@ int tenants_route(void *ud, const api_req *req, api_resp *resp)
     jwt_claims_free(&c);
     if (rc != JWT_OK) {
         snprintf(resp->headers, sizeof resp->headers,
-                 "WWW-Authenticate: Bearer authorization_uri=\"%s\", error=\"invalid_token\"\r\n", idp_issuer(idp));
-        api_error(resp, 401, rc == JWT_ERR_EXPIRED ? "ExpiredAuthenticationToken" : "InvalidAuthenticationToken",
+                 "WWW-Authenticate: Bearer authorization_uri=\"%s\", error=\"invalid_token\"\r\n",
+                 idp_issuer(idp));
+        api_error(resp, 401,
+                  rc == JWT_ERR_EXPIRED ? "ExpiredAuthenticationToken" : "InvalidAuthenticationToken",
                   "The access token is missing or invalid.");
         return 1;
     }
