@@ -331,3 +331,19 @@ def test_role_assignment_create_resolves_users_and_apps_through_graph(env):
     r = admin.run("role", "assignment", "create", "--role", "Reader", "--assignee", "nobody@example.test",
                   "--scope", scope, check=False)
     assert r.returncode != 0 and "nobody@example.test" in r.stderr, r.stderr
+
+
+def test_graph_wants_a_graph_token_and_me_wants_a_person(env):
+    import ssl
+    import urllib.error
+    import urllib.request
+    ctx = ssl.create_default_context(cafile=env.hub.ca)
+    arm_token = token(env.admin, env.admin.base + "/")
+    for bearer in (None, arm_token):  # none, or one for another audience
+        req = urllib.request.Request(env.admin.base + "/graph/v1.0/users",
+                                     headers={"Authorization": "Bearer " + bearer} if bearer else {})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, context=ctx, timeout=10)
+        assert e.value.code == 401 and json.loads(e.value.read())["error"]["code"] == "InvalidAuthenticationToken"
+    r = env.admin.graph("get", "/me", check=False)
+    assert r.returncode != 0 and "only valid with delegated authentication flow" in r.stderr, r.stderr
