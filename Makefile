@@ -70,6 +70,7 @@ $(BUILD)/bin/clusterconnect-agent: $(AGENT_OBJ) $(BUILD)/lib/libck.a
 # the store.
 MODULE_DEPS_relay = csrc/hub/api.c
 MODULE_DEPS_beats = csrc/hub/store.c
+MODULE_DEPS_grants = csrc/hub/store.c
 MODULE_SRC = $(wildcard csrc/hub/$*.c csrc/proxy/$*.c csrc/agent/$*.c) $(MODULE_DEPS_$*)
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: csrc/tests/test_%.c csrc/tests/check.h $(CORE_SRC) $(CORE_HDR) $$(MODULE_SRC) csrc/warnings

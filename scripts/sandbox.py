@@ -5,7 +5,11 @@ kube-apiserver from the pinned Kubernetes build with the project's agent
 manifests applied, clusterconnect-agent listening on the hub, the real az
 signed in offline with this project's extension installed from its wheel,
 `az connectedk8s proxy`, and then `kubectl get pods -A` through proxy,
-relay and agent as the signed-in identity.
+relay and agent as the signed-in identity. A demo user (a person, in its
+own az profile) is signed in too, with `az login -u UPN -p PASSWORD`
+against the hub's demo issuer, bound by its UPN to the `view` ClusterRole
+and holding the Cluster User Role on the cluster, so the walkthrough's
+user steps can be typed as that person.
 
 With --keep it stays up (Ctrl+C stops everything); otherwise it exits
 after the demonstration.
@@ -32,9 +36,9 @@ def stop_on_term(signum, frame):
     raise KeyboardInterrupt
 
 
-def keep_banner(env, kc):
+def keep_banner(env, kc, user_az, upn):
     """What to paste into another shell to type the walkthrough by hand
-    against this sandbox: the same az profile, kubeconfig and CA."""
+    against this sandbox: the same az profiles, kubeconfig and CA."""
     lines = [
         "export AZURE_CONFIG_DIR=%s" % env.admin.dir,
         "export AZURE_EXTENSION_DIR=%s   # this extension, installed from its wheel" % env.ext_dir,
@@ -43,11 +47,14 @@ def keep_banner(env, kc):
         "export AZURE_CORE_COLLECT_TELEMETRY=false",
         "export CLUSTER_NAME=%s RESOURCE_GROUP=%s" % (env.name, env.rg),
         "export PATH=%s:$PATH   # the pinned kubectl" % os.path.dirname(env.kube.kubectl_path),
+        "export DEMO_USER=%s   # a person, signed in with az login -u in the profile below" % upn,
+        "export DEMO_USER_AZURE_CONFIG_DIR=%s" % user_az.dir,
     ]
     return ("sandbox: up. In another shell, paste:\n\n" + "".join("    %s\n" % l for l in lines) +
             "\nthen for example:\n\n"
             "    az connectedk8s show -n $CLUSTER_NAME -g $RESOURCE_GROUP -o table\n"
-            "    kubectl get pods -A          # through the proxy this sandbox runs\n\n"
+            "    kubectl get pods -A          # through the proxy this sandbox runs\n"
+            "    AZURE_CONFIG_DIR=$DEMO_USER_AZURE_CONFIG_DIR az ad signed-in-user show --query userPrincipalName -o tsv\n\n"
             "sandbox: press Ctrl+C here to stop everything.")
 
 
@@ -73,6 +80,15 @@ def main():
         k("create", "clusterrolebinding", "sandbox-admin-view", "--clusterrole=view", "--user=" + admin["objectId"])
         k("create", "clusterrolebinding", "sandbox-admin-pods", "--clusterrole=pod-reader",
           "--user=" + admin["objectId"])
+        # The demo user: a role at the cluster only (as Azure's docs set a
+        # user up), Reader on the group to see it, bound by UPN in Kubernetes.
+        user = next(p for p in env.directory["principals"] if p["type"] == "User")
+        env.grant(user["objectId"])
+        env.grant(user["objectId"], role="acdd72a7-3385-48ef-bd42-f606fba81ae7",
+                  scope="/subscriptions/%s/resourceGroups/%s" % (env.ids["sub"], env.rg))
+        k("create", "clusterrolebinding", "sandbox-user-view", "--clusterrole=view", "--user=" + user["name"])
+        user_az = env.az()
+        user_az.login_user(user["name"], user["password"])
         version = json.loads(k("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
         say("kube-apiserver %s on https://127.0.0.1:%d (pods are stored, never run: no kubelet)"
             % (version, env.kube.port))
@@ -81,6 +97,8 @@ def main():
         say("az %s signed in as service principal %s; az connectedk8s connect created %s; agent log %s"
             % (json.loads(env.admin.run("version", "-o", "json").stdout)["azure-cli"], admin["name"], env.cid,
                env.agent_log))
+        say("demo user %s signed in with az login -u (the hub's demo issuer; profile %s)"
+            % (user["name"], user_az.dir))
         say("az connectedk8s connect installed the agent (server-side apply); with no kubelet here it runs as a "
             "local process with the identity connect left in the cluster")
         kc = os.path.join(base, "kubeconfig")
@@ -96,7 +114,7 @@ def main():
         if r.returncode != 0:
             raise SystemExit(1)
         if a.keep:
-            print(keep_banner(env, kc), flush=True)
+            print(keep_banner(env, kc, user_az, user["name"]), flush=True)
             signal.pause()
     except KeyboardInterrupt:
         pass

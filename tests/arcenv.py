@@ -24,12 +24,16 @@ from kube import KubeCluster
 AGENT_AUDIENCE = "6256c85f-0aad-4d50-b960-e6e9b21efe35"
 CLUSTER_USER_ROLE = "00493d72-78f6-4148-b6c5-d3ce8e4799dd"
 class ArcEnv:
-    def __init__(self, workdir, cred_ttl=3600, hub_args=(), az=None, rg="rg1", name="c1", register=True, audit=False):
+    def __init__(self, workdir, cred_ttl=3600, hub_args=(), az=None, rg="rg1", name="c1", register=True, audit=False,
+                 n_groups_carol=3, agent_args=()):
         """register=False stops after signing az in: no resource, no agent
         (for `az connectedk8s connect` to make them). audit=True gives the
-        kube-apiserver an audit log (KubeCluster.audit_events)."""
+        kube-apiserver an audit log (KubeCluster.audit_events).
+        n_groups_carol: carol's groups (over 200: the hub's tokens carry
+        the overage marker); agent_args go on the agent's command line."""
         self.dir, self.cred_ttl, self.hub_args, self.az_path = workdir, cred_ttl, list(hub_args), az
         self.audit = audit
+        self.n_groups_carol, self.agent_args = n_groups_carol, list(agent_args)
         self.rg, self.name, self.register = rg, name, register
         self._stops = []
 
@@ -56,7 +60,7 @@ class ArcEnv:
 
         hubdir = os.path.join(self.dir, "hub")
         os.makedirs(hubdir, exist_ok=True)
-        self.ids, self.directory = dev_directory(n_groups_carol=3)
+        self.ids, self.directory = dev_directory(n_groups_carol=self.n_groups_carol)
         with open(os.path.join(hubdir, "directory.json"), "w") as f:
             json.dump(self.directory, f)
         self.hub = start_hub(hubdir, ["--ping-interval", "1", "--credential-ttl", str(self.cred_ttl),
@@ -122,6 +126,7 @@ class ArcEnv:
         args += ["--username-claim", cfg["data"].get("usernameClaim", "upn"),
                  "--username-prefix", cfg["data"].get("usernamePrefix", ""),
                  "--groups-prefix", cfg["data"].get("groupsPrefix", "")]
+        args += [a.format(dir=self.dir) for a in self.agent_args]
         if "hub-ca.pem" in sec["data"]:
             ca = os.path.join(self.dir, "identity-hub-ca.pem")
             with open(ca, "wb") as f:

@@ -215,6 +215,17 @@ static int metadata(arm_t *a, const api_req *req, api_resp *resp)
     cJSON_AddItemToArray(aud, cJSON_CreateString(a->aud));
     cJSON_AddStringToObject(au, "tenant", "adfs");
     cJSON_AddStringToObject(au, "identityProvider", "ADFS");
+    /* The same, shaped as `az cloud register --cloud-config @file` reads
+     * it: az 2.45 takes the Microsoft Graph endpoint from there only. */
+    cJSON *ep = cJSON_AddObjectToObject(o, "endpoints");
+    snprintf(u, sizeof u, "%s/", a->public_url);
+    cJSON_AddStringToObject(ep, "resourceManager", u);
+    cJSON_AddStringToObject(ep, "management", a->aud);
+    cJSON_AddStringToObject(ep, "activeDirectory", idp_issuer(a->idp));
+    cJSON_AddStringToObject(ep, "activeDirectoryResourceId", a->aud);
+    snprintf(u, sizeof u, "%s/graph/", a->public_url);
+    cJSON_AddStringToObject(ep, "activeDirectoryGraphResourceId", u);
+    cJSON_AddStringToObject(ep, "microsoftGraphResourceId", u);
     cJSON_AddObjectToObject(o, "suffixes");
     api_json(resp, 200, arm_print(o));
     return 1;

@@ -3,8 +3,16 @@
  * is verify.h's).
  *
  * It is enough of an OIDC issuer for the real az to sign in offline
- * (see ../shared/design/arm-and-cli.md): discovery and JWKS under /adfs,
- * client-credentials and password grants at /adfs/oauth2/token, and a
+ * (see ../shared/design/arm-and-cli.md). az treats an authority whose
+ * path is /adfs as AD FS (MSAL skips Entra's instance and user-realm
+ * discovery), so the issuer is PUBLIC_URL/adfs: discovery and JWKS
+ * there; at /adfs/oauth2/token client credentials for applications and,
+ * for people, password (ROPC), refresh_token and device_code grants
+ * (/adfs/oauth2/devicecode starts one; /adfs/devicelogin is the page where
+ * the person types the code and the password). A person's answer carries
+ * an id_token and client_info (MSAL files the account under uid.utid) and
+ * a refresh token (grants.h) that gets tokens for any audience later:
+ * ARM, the agent's, Graph. And a
  * managed-identity endpoint /msi/token in both shapes az uses: POST with a
  * form (MSI_ENDPOINT, older az) and GET with a query (IDENTITY_ENDPOINT,
  * App Service style, az >= 2.69). Tokens are
@@ -31,6 +39,7 @@
 
 #include "api.h"
 #include "jwt.h"
+#include "store.h"
 
 #define IDP_GROUPS_INLINE_MAX 200 /* Entra's limit before the overage marker */
 
@@ -54,6 +63,7 @@ idp_t *idp_new(const char *directory_path, const char *key_path, const char *pub
 void idp_free(idp_t *p);
 
 const char *idp_issuer(const idp_t *p);
+const char *idp_public_url(const idp_t *p);
 const char *idp_tenant(const idp_t *p);
 /* The signing key as a key set (lives as long as p), for verify.h. */
 const jwt_keyset *idp_keys(const idp_t *p);
@@ -62,6 +72,18 @@ const char *idp_jwks(const idp_t *p);
 const idp_subscription *idp_subscriptions(const idp_t *p, size_t *n);
 int idp_is_owner(const idp_t *p, const char *object_id);
 const idp_principal *idp_find(const idp_t *p, const char *object_id);
+/* By object id, app id or name (a user's name is its UPN). */
+const idp_principal *idp_lookup(const idp_t *p, const char *app_or_name);
+const idp_principal *idp_principals(const idp_t *p, size_t *n);
+
+/* Lets people sign in: refresh tokens are kept in `s` (borrowed), access
+ * and id tokens live token_ttl seconds, refresh tokens rt_ttl from
+ * sign-in. Without it only applications and managed identities get
+ * tokens. Returns 0 or -1 (out of memory). */
+int idp_sessions(idp_t *p, store_t *s, int token_ttl, int rt_ttl);
+/* Ends every sign-in session of a user (Graph's revokeSignInSessions):
+ * its refresh tokens stop working. Returns how many went, or -1. */
+int idp_revoke_sessions(idp_t *p, const char *object_id);
 
 /* Mints an access token for `who` with audience `aud`, valid `ttl`
  * seconds. Returns a malloc'd token or NULL. */
@@ -73,7 +95,8 @@ char *idp_mint(const idp_t *p, const idp_principal *who, const char *aud, int tt
 int idp_verify(const idp_t *p, const char *token, size_t n, const char *const *auds, jwt_claims *out,
                char err[JWT_ERRLEN]);
 
-/* /adfs/... and /msi/token. */
+/* /adfs/... (discovery, keys, token, devicecode, devicelogin) and
+ * /msi/token. */
 int idp_route(void *ud, const api_req *req, api_resp *resp);
 
 /* Writes a fresh development directory: one tenant, one subscription, an

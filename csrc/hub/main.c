@@ -11,6 +11,7 @@
 
 #include "agentapi.h"
 #include "arm.h"
+#include "graph.h"
 #include "cert.h"
 #include "file.h"
 #include "hub.h"
@@ -20,6 +21,7 @@
 #include "log.h"
 #include "relay.h"
 #include "store.h"
+#include "tenants.h"
 #include "verify.h"
 
 #define ARC_HUB_VERSION "0.1.0"
@@ -30,7 +32,9 @@ static const char usage[] =
     "Runs the connectedk8s hub on one TLS port: an Azure Relay Hybrid Connections\n"
     "compatible relay (wss://HOST/$hc/NAME), an ARM-shaped control plane for\n"
     "Microsoft.Kubernetes/connectedClusters and role assignments (/subscriptions/...),\n"
-    "a test/demo OIDC issuer (/adfs/..., /msi/token), /healthz and /metrics.\n"
+    "a test/demo OIDC issuer (/adfs/..., /msi/token) where people sign in too (password,\n"
+    "device code at /adfs/devicelogin, refresh tokens), a slice of Microsoft Graph (/graph/v1.0/...),\n"
+    "/healthz and /metrics.\n"
     "\n"
     "Options:\n"
     "  --listen ADDR:PORT        address to listen on (default 127.0.0.1:8443; port 0 picks one)\n"
@@ -44,6 +48,8 @@ static const char usage[] =
     "  --public-url URL          how clients reach this hub (default https://ADDR:PORT); the\n"
     "                            issuer is URL/adfs, the ARM token audience URL/\n"
     "  --credential-ttl SECONDS  lifetime of listClusterUserCredential relay tokens (default 3600)\n"
+    "  --token-ttl SECONDS       lifetime of the demo issuer's access and id tokens (default 3600)\n"
+    "  --refresh-token-ttl SEC   how long a person's sign-in (refresh token) lasts (default 86400)\n"
     "  --trust-issuer URL --trust-audience AUD --trust-jwks-file FILE\n"
     "                            also accept ARM callers' tokens from this issuer (Entra ID:\n"
     "                            https://login.microsoftonline.com/<tenant>/v2.0 and its keys)\n"
@@ -79,9 +85,10 @@ static int mount_control_plane(hub_t *h, const routes *rt, int demo_issuer)
 {
     if (demo_issuer &&
         (hub_mount(h, "/adfs/", 0, idp_route, rt->idp) || hub_mount(h, "/msi/token", 0, idp_route, rt->idp) ||
-         hub_mount(h, "/graph/v1.0/", 0, idp_route, rt->idp)))
+         hub_mount(h, "/graph/v1.0/", 0, graph_route, rt->idp)))
         return -1;
     return hub_mount(h, "/agent/v1/", 0, agentapi_route, rt->arm) ||
+           hub_mount(h, "/tenants", 0, tenants_route, rt->arm) ||
            hub_mount(h, "/subscriptions", HUB_NOCASE, arm_route, rt->arm) ||
            /* az asks for cloud metadata at "//metadata/endpoints" too */
            hub_mount(h, "/metadata/endpoints", 0, arm_route, rt->arm) ||
@@ -164,7 +171,7 @@ int main(int argc, char **argv)
     const char *cert = NULL, *key = NULL, *cfg_path = NULL, *dev = NULL, *port_file = NULL;
     const char *state_path = NULL, *dir_path = NULL, *idp_key = NULL, *public_url = NULL;
     char dev_cert[4096], dev_key[4096], dev_cfg[4096], dev_state[4096], dev_dir[4096], dev_idp[4096];
-    unsigned cred_ttl = 3600, heartbeat_s = 60;
+    unsigned cred_ttl = 3600, heartbeat_s = 60, token_ttl = 3600, rt_ttl = 86400;
     const char *trust_iss = NULL, *trust_aud = NULL, *trust_jwks = NULL;
     int demo_issuer = 1;
     relay_opts ro = relay_default_opts;
@@ -227,6 +234,19 @@ int main(int argc, char **argv)
             NEED_VAL();
             if (parse_uint(val, 86400, &cred_ttl) < 0 || cred_ttl < 10) {
                 fprintf(stderr, "arc-hub: --credential-ttl wants 10..86400 seconds\n");
+                return 2;
+            }
+        } else if (!strcmp(a, "--token-ttl")) {
+            NEED_VAL();
+            /* Short lifetimes are for tests of refreshing. */
+            if (parse_uint(val, 86400, &token_ttl) < 0 || token_ttl < 1) {
+                fprintf(stderr, "arc-hub: --token-ttl wants 1..86400 seconds\n");
+                return 2;
+            }
+        } else if (!strcmp(a, "--refresh-token-ttl")) {
+            NEED_VAL();
+            if (parse_uint(val, 90 * 86400, &rt_ttl) < 0 || rt_ttl < 1) {
+                fprintf(stderr, "arc-hub: --refresh-token-ttl wants 1..7776000 seconds\n");
                 return 2;
             }
         } else if (!strcmp(a, "--trust-issuer")) {
@@ -382,6 +402,10 @@ int main(int argc, char **argv)
         if (!(store = store_open(state_path, err)) ||
             !(rt.idp = idp_new(dir_path, idp_key ? idp_key : key_path, url, err))) {
             fprintf(stderr, "arc-hub: %s\n", err);
+            return 1;
+        }
+        if (idp_sessions(rt.idp, store, (int)token_ttl, (int)rt_ttl) < 0) {
+            fprintf(stderr, "arc-hub: out of memory\n");
             return 1;
         }
         if ((trust_iss || trust_aud || trust_jwks) && (!trust_iss || !trust_aud || !trust_jwks)) {

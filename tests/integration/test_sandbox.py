@@ -30,14 +30,19 @@ def test_sandbox_keep_prints_a_working_environment_and_stops_cleanly():
         exports = [l.strip().split("#")[0] for l in out.splitlines() if l.startswith("    export ")]
         names = {e.split()[1].split("=")[0] for e in exports}
         assert {"AZURE_CONFIG_DIR", "AZURE_EXTENSION_DIR", "KUBECONFIG", "REQUESTS_CA_BUNDLE", "CLUSTER_NAME",
-                "PATH"} <= names, exports
+                "PATH", "DEMO_USER", "DEMO_USER_AZURE_CONFIG_DIR"} <= names, exports
         script = "set -e\n" + "\n".join(exports) + (
             "\naz connectedk8s show -n $CLUSTER_NAME -g $RESOURCE_GROUP --query connectivityStatus -o tsv"
-            "\nkubectl get pods -n default -o name\n")
+            "\nkubectl get pods -n default -o name"
+            "\nAZURE_CONFIG_DIR=$DEMO_USER_AZURE_CONFIG_DIR az ad signed-in-user show --query userPrincipalName -o tsv"
+            "\nAZURE_CONFIG_DIR=$DEMO_USER_AZURE_CONFIG_DIR az connectedk8s show -n $CLUSTER_NAME -g $RESOURCE_GROUP"
+            " --query name -o tsv\n")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "KUBECONFIG"))}
         r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, env=env)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert r.stdout.split() == ["Connected", "pod/web"], r.stdout + r.stderr
+        user = re.search(r"export DEMO_USER=(\S+)", out).group(1)
+        assert r.stdout.split() == ["Connected", "pod/web", user, "sandbox"], r.stdout + r.stderr
+        assert user == "alice@example.test"
         port = int(re.search(r"Proxy is listening on port (\d+)", out).group(1))
         p.send_signal(signal.SIGTERM)
         assert p.wait(60) == 0, open(log_path).read()[-2000:]
