@@ -153,3 +153,16 @@ class Image:
                     t.addfile(ti)
         os.replace(tmp, out)
         return mdesc["digest"]
+
+
+def read_archive(path):
+    """(manifest digest, config digest, config) of the image in an archive
+    write() made: what registries name it by, and the image id containerd
+    and the kubelet report (imageID)."""
+    with tarfile.open(path) as t:
+        index = json.load(t.extractfile("index.json"))
+        mdigest = index["manifests"][0]["digest"]
+        manifest = json.load(t.extractfile("blobs/sha256/" + mdigest.split(":", 1)[1]))
+        cdigest = manifest["config"]["digest"]
+        config = json.load(t.extractfile("blobs/sha256/" + cdigest.split(":", 1)[1]))
+    return mdigest, cdigest, config

@@ -72,6 +72,7 @@ class ArcEnv:
             archive, self.agent_image_digest = agent_image.build(
                 self.agent_image_ref, os.path.join(self.node.dir, "images", "agent.tar"), make=False)
             self.node.import_image(archive)
+            self.agent_image_archive = archive
         if not self.node:
             # The project's own manifests: namespace, impersonation-only RBAC
             # and the service account, whose token a local agent uses (the
