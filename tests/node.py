@@ -77,8 +77,10 @@ def _static(path):
 def build_pause_image(workdir, out):
     """The sandbox image: tests/pause.c, linked statically."""
     binary = os.path.join(workdir, "pause")
-    subprocess.run(["cc", "-O2", "-static", "-o", binary, os.path.join(ROOT, "tests", "pause.c")], check=True,
-                   capture_output=True)
+    with open(os.path.join(ROOT, "csrc", "warnings")) as f:
+        warn = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    subprocess.run(["cc", *warn, "-Werror", "-O2", "-static", "-o", binary, os.path.join(ROOT, "tests", "pause.c")],
+                   check=True, capture_output=True)
     img = Image()
     img.file("/pause", src=binary, mode=0o755)
     return img.write(out, PAUSE_IMAGE, entrypoint=["/pause"], user="65535:65535")

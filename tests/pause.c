@@ -8,19 +8,23 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static void on_stop(int sig) {
+static void on_stop(int sig)
+{
     (void)sig;
     _exit(0);
 }
 
-static void on_child(int sig) {
+static void on_child(int sig)
+{
     (void)sig;
     while (waitpid(-1, NULL, WNOHANG) > 0) {
     }
 }
 
-int main(void) {
-    struct sigaction stop = {.sa_handler = on_stop}, child = {.sa_handler = on_child, .sa_flags = SA_NOCLDSTOP};
+int main(void)
+{
+    struct sigaction stop = {.sa_handler = on_stop},
+                     child = {.sa_handler = on_child, .sa_flags = SA_NOCLDSTOP};
     if (sigaction(SIGINT, &stop, NULL) < 0 || sigaction(SIGTERM, &stop, NULL) < 0 ||
         sigaction(SIGCHLD, &child, NULL) < 0)
         return 1;
