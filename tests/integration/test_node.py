@@ -143,6 +143,48 @@ def test_agent_image_imports_and_runs_on_the_node(node, tmp_path):
     assert term["exitCode"] != 0 and term["reason"] == "Error", term
 
 
+def test_the_default_deployment_on_the_pod_network_is_probed(node, tmp_path):
+    """connect's Deployment without --agent-host-network, on the bridge
+    network: both replicas run with the read-only root and user 65532, the
+    kubelet's liveness probe passes (no restarts), and its readiness probe
+    hears 503 from /readyz, because from the pod network this test's hub
+    (on loopback) is unreachable and no relay channel comes up."""
+    from extension import import_extension
+    import_extension()
+    from azext_connectedk8s import _manifests
+    out = tmp_path / "agent.tar"
+    build_image(out, "connectedk8s.test/agent-podnet:1")
+    node.import_image(str(out))
+    key = subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+                         capture_output=True, text=True, check=True).stdout
+    objs = _manifests.agent_objects("https://127.0.0.1:9", "/subscriptions/s/resourceGroups/rg/providers/"
+                                    "Microsoft.Kubernetes/connectedClusters/podnet", key,
+                                    image="connectedk8s.test/agent-podnet:1")
+    path = tmp_path / "objs.json"
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}))
+    c = node.cluster
+    c.kubectl("apply", "--server-side", "-f", str(path))
+    try:
+        deadline = time.time() + 90
+        while True:
+            pods = json.loads(c.kubectl("get", "pods", "-n", "azure-arc", "-o", "json").stdout)["items"]
+            events = json.loads(c.kubectl("get", "events", "-n", "azure-arc", "-o", "json").stdout)["items"]
+            unready = [ev for ev in events if ev["reason"] == "Unhealthy" and "Readiness probe failed" in ev["message"]]
+            if len(pods) == 2 and all(p["status"].get("phase") == "Running" for p in pods) and unready:
+                break
+            assert time.time() < deadline, (json.dumps([p["status"] for p in pods])[-2000:],
+                                            [(ev["reason"], ev["message"]) for ev in events])
+            time.sleep(1)
+        assert all("statuscode: 503" in ev["message"] for ev in unready), [ev["message"] for ev in unready]
+        assert not any("Liveness probe failed" in ev["message"] for ev in events)
+        for p in pods:
+            st = p["status"]["containerStatuses"][0]
+            assert st["restartCount"] == 0 and st["ready"] is False, st
+            assert p["status"]["podIP"].startswith("10.88.") and not p["spec"].get("hostNetwork")
+    finally:
+        c.kubectl("delete", "namespace", "azure-arc", "--wait=true", "--timeout=90s", check=False)
+
+
 def test_stop_leaves_the_host_as_it_was(node):
     """Runs last in this module: stops the node and checks every host
     change it made is undone."""

@@ -77,7 +77,8 @@ def env():
         e.stop()
         raise
     yield e
-    e.proxy.stop()
+    if e.proxy.proc.poll() is None:
+        e.proxy.stop()
     e.stop()
     shutil.rmtree(d, ignore_errors=True)
 
@@ -125,15 +126,7 @@ def test_the_agent_runs_as_the_pods_connect_deployed(env):
         reasons = {(ev["reason"], ev["message"]) for ev in json.loads(events)["items"]}
         assert any(r == "Pulled" and "already present on machine" in m for r, m in reasons), reasons
         assert not any(r in ("Pulling", "Failed", "BackOff") for r, _ in reasons), reasons
-    procs = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as f:
-                cmd = f.read().split(b"\0")
-        except OSError:
-            continue
-        if cmd[0] == b"/usr/bin/clusterconnect-agent" and any(a.startswith(b"--hub=") for a in cmd):
-            procs.append(pid)
+    procs = [pid for pid in filter(str.isdigit, os.listdir("/proc")) if _is_agent(pid)]
     assert len(procs) == 2, procs
     for pid in procs:
         status = dict(line.split(":", 1) for line in open("/proc/%s/status" % pid).read().splitlines())
@@ -285,3 +278,30 @@ def test_a_caller_without_pods_exec_is_refused_by_the_api_server(env):
         assert set(audited(env, "exec", since)) == {(AGENT_SA, BOB, 403)}
     finally:
         assert p.stop() == 0
+
+
+def test_delete_removes_the_agent_pods(env):
+    """Runs last: `az connectedk8s delete` removes the resource and the
+    agent's namespace; the namespace controller deletes the pods and the
+    kubelet stops their processes."""
+    env.proxy.stop()
+    env.admin.run("connectedk8s", "delete", "-n", env.name, "-g", env.rg, "--kube-config", env.kube.kubeconfig,
+                  "--yes")
+    deadline = time.time() + 90
+    while True:
+        r = env.kube.kubectl("get", "pods", "-n", "azure-arc", "-o", "name", check=False)
+        left = r.stdout.split()
+        running = [pid for pid in filter(str.isdigit, os.listdir("/proc")) if _is_agent(pid)]
+        if not left and not running:
+            break
+        assert time.time() < deadline, (left, running)
+        time.sleep(0.5)
+
+
+def _is_agent(pid):
+    try:
+        with open("/proc/%s/cmdline" % pid, "rb") as f:
+            cmd = f.read().split(b"\0")
+    except OSError:
+        return False
+    return cmd[0] == b"/usr/bin/clusterconnect-agent" and any(a.startswith(b"--hub=") for a in cmd)
