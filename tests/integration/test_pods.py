@@ -63,8 +63,11 @@ def env():
         n.run_pod("talker", ["sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"])
         n.run_pod("attachee", ["sh", "-c", "while read l; do echo got:$l; done"], extra={"stdin": True})
         n.run_pod("transfer", ["sh", "-c",
+                               # nc's stdin must never end for the upload: busybox nc half-closes
+                               # the connection when it does, and the port-forward chain
+                               # (containerd) then ends the whole stream, bytes in flight lost.
                                "head -c %d /dev/urandom > /tmp/blob && sha256sum /tmp/blob > /tmp/blob.sum && "
-                               "(nc -l -p 8081 | head -c %d > /tmp/up; sha256sum /tmp/up > /tmp/up.sum) & "
+                               "(sleep 86400 | nc -l -p 8081 | (head -c %d > /tmp/up; sha256sum /tmp/up > /tmp/up.sum)) & "
                                "while true; do nc -l -p 8080 < /tmp/blob; done" % (BLOB, BLOB)])
         for who, oid in ((ALICE, e.ids["alice"]), (BOB, e.ids["bob"])):
             e.grant(oid)  # Cluster User: may open the proxy
