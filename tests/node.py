@@ -204,6 +204,7 @@ class KubeNode:
         if reason:
             raise RuntimeError(reason)
         os.makedirs(self.dir, exist_ok=True)
+        os.makedirs(os.path.dirname(LOCK), exist_ok=True)
         self.lock = open(LOCK, "w")
         deadline = time.time() + 600
         while True:  # another test run's node on this machine: wait for it to stop
