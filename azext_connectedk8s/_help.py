@@ -39,6 +39,8 @@ examples:
     text: az connectedk8s connect -g resourceGroupName -n connectedClusterName --distribution k3s --infrastructure vsphere --timeout 120
   - name: Onboard a cluster whose RoleBindings name Entra users by object id rather than by UPN.
     text: az connectedk8s connect -g resourceGroupName -n connectedClusterName --username-claim oid
+  - name: Onboard a cluster with the agent image pushed to your own registry.
+    text: az connectedk8s connect -g resourceGroupName -n connectedClusterName --agent-image registry.example.com/clusterconnect-agent:0.1.0
 """
 
 helps["connectedk8s proxy"] = """

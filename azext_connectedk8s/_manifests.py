@@ -8,7 +8,10 @@ import base64
 
 NAMESPACE = "azure-arc"
 PART_OF = {"app.kubernetes.io/part-of": "connectedk8s"}
-IMAGE = "clusterconnect-agent:0.1.0"  # build from this repository; no image is published
+# The agent's image as scripts/agent-image names it; `connect --agent-image`
+# points at a copy in your own registry (no registry publishes it yet).
+IMAGE = "clusterconnect-agent:0.1.0"
+AGENT_UID = 65532  # the unprivileged user of scripts/agent-image
 # Arc Kubernetes level -> the built-in ClusterRole the API server applies
 # once the agent has checked the Azure scope (see csrc/agent/fwd.c).
 RBAC_LEVELS = {"viewer": "view", "writer": "edit", "admin": "admin", "cluster-admin": "cluster-admin"}
@@ -30,13 +33,19 @@ IDENTITY_SETTINGS = (("usernameClaim", "CK_USERNAME_CLAIM", "--username-claim"),
 
 
 def agent_objects(hub_url, resource_id, private_key_pem, hub_ca_pem=None, username_claim="upn", username_prefix="",
-                  groups_prefix=""):
+                  groups_prefix="", image=None, host_network=False):
+    """host_network runs the agent in its node's network namespace, for a
+    cluster whose API server or hub only its nodes can reach. Both replicas
+    may then land on one node and would share its ports, so each opens its
+    health endpoint on a loopback port of its own choosing and the kubelet
+    has no probe to send."""
     b64 = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
     secret = {"key.pem": b64(private_key_pem)}
     settings = {"hub": hub_url, "resourceId": resource_id, "usernameClaim": username_claim or "upn",
                 "usernamePrefix": username_prefix or "", "groupsPrefix": groups_prefix or ""}
     args = ["--hub=" + hub_url, "--resource-id=" + resource_id,
-            "--identity-key=/var/run/connectedk8s/identity/key.pem", "--health-listen=0.0.0.0:8081"]
+            "--identity-key=/var/run/connectedk8s/identity/key.pem",
+            "--health-listen=" + ("127.0.0.1:0" if host_network else "0.0.0.0:8081")]
     args += ["%s=$(%s)" % (flag, var) for _, var, flag in IDENTITY_SETTINGS]
     env = [{"name": var, "valueFrom": {"configMapKeyRef": {"name": "clusterconnect-config", "key": key}}}
            for key, var, _ in IDENTITY_SETTINGS]
@@ -44,6 +53,26 @@ def agent_objects(hub_url, resource_id, private_key_pem, hub_ca_pem=None, userna
         secret["hub-ca.pem"] = b64(hub_ca_pem)
         args.append("--relay-ca=/var/run/connectedk8s/identity/hub-ca.pem")
     labels = dict(PART_OF, app="clusterconnect-agent")
+    container = {
+        "name": "agent", "image": image or IMAGE, "imagePullPolicy": "IfNotPresent", "args": args, "env": env,
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "128Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "identity", "mountPath": "/var/run/connectedk8s/identity", "readOnly": True}]}
+    if not host_network:
+        container.update({"ports": [{"name": "health", "containerPort": 8081}],
+                          "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}},
+                          "readinessProbe": {"httpGet": {"path": "/readyz", "port": "health"}}})
+    pod = {"serviceAccountName": "clusterconnect-agent",
+           # fsGroup: the identity Secret's files (mode 0400, owned by root)
+           # become readable to the agent's group, and to no one else.
+           "securityContext": {"runAsNonRoot": True, "runAsUser": AGENT_UID, "runAsGroup": AGENT_UID,
+                               "fsGroup": AGENT_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+           "containers": [container],
+           "volumes": [{"name": "identity", "secret": {"secretName": "clusterconnect-identity",
+                                                       "defaultMode": 0o400}}]}
+    if host_network:
+        pod.update(hostNetwork=True, dnsPolicy="ClusterFirstWithHostNet")
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(NAMESPACE)},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta("clusterconnect-agent", NAMESPACE)},
@@ -62,22 +91,7 @@ def agent_objects(hub_url, resource_id, private_key_pem, hub_ca_pem=None, userna
          "data": settings},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta("clusterconnect-agent", NAMESPACE),
          "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "clusterconnect-agent"}},
-                  "template": {"metadata": {"labels": labels}, "spec": {
-                      "serviceAccountName": "clusterconnect-agent",
-                      "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
-                                          "seccompProfile": {"type": "RuntimeDefault"}},
-                      "containers": [{
-                          "name": "agent", "image": IMAGE, "args": args, "env": env,
-                          "ports": [{"name": "health", "containerPort": 8081}],
-                          "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}},
-                          "readinessProbe": {"httpGet": {"path": "/readyz", "port": "health"}},
-                          "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "128Mi"}},
-                          "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                              "capabilities": {"drop": ["ALL"]}},
-                          "volumeMounts": [{"name": "identity", "mountPath": "/var/run/connectedk8s/identity",
-                                            "readOnly": True}]}],
-                      "volumes": [{"name": "identity", "secret": {"secretName": "clusterconnect-identity",
-                                                                  "defaultMode": 0o400}}]}}}},
+                  "template": {"metadata": {"labels": labels}, "spec": pod}}},
     ]
 
 

@@ -45,6 +45,14 @@ def load_arguments(self, _):
         c.argument("groups_prefix", options_list=["--groups-prefix"], validator=validate_identity_prefixes,
                    help="Put in front of every impersonated group object id (like kube-apiserver's "
                         "--oidc-groups-prefix). Default: none.")
+        c.argument("agent_image", options_list=["--agent-image"],
+                   help="Image reference the agent's Deployment runs, e.g. a copy of scripts/agent-image's build in "
+                        "your own registry. Default: clusterconnect-agent:0.1.0.")
+        c.argument("agent_host_network", options_list=["--agent-host-network"], arg_type=get_three_state_flag(),
+                   help="Run the agent in its node's network namespace, for a cluster whose API server or hub only "
+                        "its nodes reach (such as a one-node test cluster whose API server listens on loopback). "
+                        "Each replica's health endpoint is then on a loopback port of its own and unprobed, so that "
+                        "both fit on one node.")
     for scope in ("connectedk8s enable-features", "connectedk8s disable-features"):
         with self.argument_context(scope) as c:
             c.argument("features", options_list=["--features"], nargs="+", validator=validate_features,

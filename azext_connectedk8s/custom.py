@@ -69,7 +69,7 @@ def delete(cmd, resource_group_name, cluster_name, kube_config=None, kube_contex
 
 def connect(cmd, resource_group_name, cluster_name, location="local", kube_config=None, kube_context=None,
             distribution="generic", infrastructure="generic", timeout=600, username_claim="upn", username_prefix="",
-            groups_prefix=""):
+            groups_prefix="", agent_image=None, agent_host_network=False):
     """Creates the resource with a fresh agent identity, installs the agent
     with server-side apply, then waits until the agent reports."""
     from azure.cli.core.azclierror import (AzureResponseError, ResourceNotFoundError, ValidationError)
@@ -98,7 +98,7 @@ def connect(cmd, resource_group_name, cluster_name, location="local", kube_confi
     ca_pem = open(ca).read() if ca and os.path.isfile(ca) else None
     _kube.apply(kube_config, kube_context, _manifests.agent_objects(
         hub, cid, key_pem, ca_pem, username_claim=username_claim, username_prefix=username_prefix,
-        groups_prefix=groups_prefix))
+        groups_prefix=groups_prefix, image=agent_image, host_network=agent_host_network))
     logger.warning("Agent installed in namespace %s. Waiting up to %ds for it to report ...",
                    _manifests.NAMESPACE, timeout)
     deadline, last, shown = time.time() + timeout, None, 0.0

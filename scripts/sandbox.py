@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """The local sandbox (run through scripts/sandbox): arc-hub in development
 mode (relay, control plane and demo identity issuer), a real
-kube-apiserver from the pinned Kubernetes build with the project's agent
-manifests applied, clusterconnect-agent listening on the hub, the real az
+kube-apiserver from the pinned Kubernetes build with a real node
+(tests/node.py: kubelet, containerd) where the machine can run one,
+clusterconnect-agent listening on the hub (as the two pods `az connectedk8s
+connect` deploys from the image scripts/agent-image builds; without a node,
+as a local process), the real az
 signed in offline with this project's extension installed from its wheel,
 `az connectedk8s proxy`, and then `kubectl get pods -A` through proxy,
 relay and agent as the signed-in identity. A demo user (a person, in its
@@ -26,6 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from arcenv import ArcEnv, Proxy  # noqa: E402
 from kube import free_port  # noqa: E402
+from node import TEST_IMAGE, unavailable  # noqa: E402
 
 
 def say(msg):
@@ -68,14 +72,16 @@ def main():
     signal.signal(signal.SIGTERM, stop_on_term)
     base = os.path.join(ROOT, ".sandbox")
     shutil.rmtree(base, ignore_errors=True)
-    env = ArcEnv(base, rg="sandbox-rg", name="sandbox")
+    no_node = unavailable()
+    env = ArcEnv(base, rg="sandbox-rg", name="sandbox", node=not no_node)
     proxy = None
     try:
         say("starting a real kube-apiserver, arc-hub and clusterconnect-agent; signing az in offline ...")
         env.start()
         k = env.kube.kubectl
-        for ns, pod in (("default", "web"), ("kube-system", "dns")):
-            k("run", pod, "--image=nginx", "-n", ns)
+        for ns, pod in (("default", "web"), ("kube-system", "dns")):  # the node's own image: nothing is pulled
+            k("run", pod, "--image=" + TEST_IMAGE, "--image-pull-policy=Never", "-n", ns, "--command", "--",
+              "sleep", "86400")
         admin = env.directory["principals"][0]
         k("create", "clusterrolebinding", "sandbox-admin-view", "--clusterrole=view", "--user=" + admin["objectId"])
         k("create", "clusterrolebinding", "sandbox-admin-pods", "--clusterrole=pod-reader",
@@ -90,17 +96,20 @@ def main():
         user_az = env.az()
         user_az.login_user(user["name"], user["password"])
         version = json.loads(k("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
-        say("kube-apiserver %s on https://127.0.0.1:%d (pods are stored, never run: no kubelet)"
-            % (version, env.kube.port))
+        say("kube-apiserver %s on https://127.0.0.1:%d, %s" % (version, env.kube.port, (
+            "pods stored, never run (no node: %s)" % no_node) if no_node else "one node: kubelet and containerd"))
         say("arc-hub on https://127.0.0.1:%d: relay, ARM control plane, demo issuer (CA %s)"
             % (env.hub.port, env.hub.ca))
-        say("az %s signed in as service principal %s; az connectedk8s connect created %s; agent log %s"
-            % (json.loads(env.admin.run("version", "-o", "json").stdout)["azure-cli"], admin["name"], env.cid,
-               env.agent_log))
+        say("az %s signed in as service principal %s; az connectedk8s connect created %s"
+            % (json.loads(env.admin.run("version", "-o", "json").stdout)["azure-cli"], admin["name"], env.cid))
         say("demo user %s signed in with az login -u (the hub's demo issuer; profile %s)"
             % (user["name"], user_az.dir))
-        say("az connectedk8s connect installed the agent (server-side apply); with no kubelet here it runs as a "
-            "local process with the identity connect left in the cluster")
+        if no_node:
+            say("az connectedk8s connect installed the agent (server-side apply); with no node here it runs as a "
+                "local process with the identity connect left in the cluster (log %s)" % env.agent_log)
+        else:
+            say("az connectedk8s connect deployed the agent: 2 pods from %s (%s), imported, not pulled"
+                % (env.agent_image_ref, env.agent_image_digest))
         kc = os.path.join(base, "kubeconfig")
         say("az connectedk8s proxy -n sandbox -g sandbox-rg   (KUBECONFIG=%s)" % kc)
         proxy = Proxy(env.admin, kc, free_port(), rg="sandbox-rg", name="sandbox").wait_ready()

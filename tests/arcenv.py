@@ -3,11 +3,16 @@ benchmarks need it: a real kube-apiserver, arc-hub (relay, control plane,
 demo issuer), the real az signed in with this extension installed from
 its wheel, one connectedCluster and clusterconnect-agent listening for it.
 
-The cluster is connected with `az connectedk8s connect`; there is no
-kubelet here, so the agent it installs runs as a local process with the
-identity connect left in the cluster (as the systemd deployment runs
-it)."""
+The cluster is connected with `az connectedk8s connect`. With node=True
+the cluster gets a real node (tests/node.py) and the agent runs as
+`connect` deploys it: two replicas of the image scripts/agent-image builds,
+imported into the node's containerd, in the node's network (the API
+server and the hub listen on loopback here). Without a node the agent
+`connect` installs runs as a local process with the identity connect left
+in the cluster (as the systemd deployment runs it)."""
 import glob
+import importlib.machinery
+import importlib.util
 import json
 import os
 import signal
@@ -23,9 +28,19 @@ from kube import KubeCluster
 
 AGENT_AUDIENCE = "6256c85f-0aad-4d50-b960-e6e9b21efe35"
 CLUSTER_USER_ROLE = "00493d72-78f6-4148-b6c5-d3ce8e4799dd"
+def load_agent_image():
+    """scripts/agent-image as a module (its build() and VERSION)."""
+    path = os.path.join(ROOT, "scripts", "agent-image")
+    loader = importlib.machinery.SourceFileLoader("agent_image", path)
+    spec = importlib.util.spec_from_loader("agent_image", loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
 class ArcEnv:
     def __init__(self, workdir, cred_ttl=3600, hub_args=(), az=None, rg="rg1", name="c1", register=True, audit=False,
-                 n_groups_carol=3, agent_args=()):
+                 n_groups_carol=3, agent_args=(), node=False):
         """register=False stops after signing az in: no resource, no agent
         (for `az connectedk8s connect` to make them). audit=True gives the
         kube-apiserver an audit log (KubeCluster.audit_events).
@@ -34,6 +49,8 @@ class ArcEnv:
         self.dir, self.cred_ttl, self.hub_args, self.az_path = workdir, cred_ttl, list(hub_args), az
         self.audit = audit
         self.n_groups_carol, self.agent_args = n_groups_carol, list(agent_args)
+        self.node = node
+        self.agent_pods = node
         self.rg, self.name, self.register = rg, name, register
         self._stops = []
 
@@ -49,13 +66,26 @@ class ArcEnv:
         os.makedirs(self.dir, exist_ok=True)
         self.kube = k = KubeCluster(os.path.join(self.dir, "kube"), audit=self.audit).start()
         self._stops.append(k.stop)
-        # The project's own manifests: namespace, impersonation-only RBAC and
-        # the service account (the Deployment never runs: no kubelet here).
-        k.kubectl("apply", "-k", os.path.join(ROOT, "deploy", "agent"))
-        self.agent_token = os.path.join(self.dir, "agent.token")
-        with open(self.agent_token, "w") as f:
-            f.write(k.kubectl("create", "token", "clusterconnect-agent", "-n", "azure-arc",
-                              "--duration=24h").stdout.strip())
+        if self.node:
+            from node import KubeNode
+            self.node = KubeNode(k).start()
+            self._stops.append(self.node.stop)
+            agent_image = load_agent_image()
+            self.agent_image_ref = "connectedk8s.test/clusterconnect-agent:" + agent_image.VERSION
+            archive, self.agent_image_digest = agent_image.build(
+                self.agent_image_ref, os.path.join(self.node.dir, "images", "agent.tar"), make=False)
+            self.node.import_image(archive)
+            self.agent_image_archive = archive
+        if not self.node:
+            # The project's own manifests: namespace, impersonation-only RBAC
+            # and the service account, whose token a local agent uses (the
+            # Deployment never runs: no node). With a node, connect's own
+            # objects are all there is.
+            k.kubectl("apply", "-k", os.path.join(ROOT, "deploy", "agent"))
+            self.agent_token = os.path.join(self.dir, "agent.token")
+            with open(self.agent_token, "w") as f:
+                f.write(k.kubectl("create", "token", "clusterconnect-agent", "-n", "azure-arc",
+                                  "--duration=24h").stdout.strip())
         k.kubectl("create", "clusterrole", "pod-reader", "--verb=get,list,watch", "--resource=pods")
 
         hubdir = os.path.join(self.dir, "hub")
@@ -82,7 +112,10 @@ class ArcEnv:
 
     def connect(self):
         """`az connectedk8s connect` as a user runs it; the agent it installs
-        is started here from the identity it left in the cluster."""
+        runs on the node, or is started here from the identity it left in
+        the cluster."""
+        if self.agent_pods:
+            return self._connect_pods()
         out_path = os.path.join(self.dir, "connect.out")
         with open(out_path, "w") as out:
             p = subprocess.Popen([self.admin.az, "connectedk8s", "connect", "-n", self.name, "-g", self.rg,
@@ -105,6 +138,37 @@ class ArcEnv:
             if time.time() > deadline or self.agent.poll() is not None:
                 raise RuntimeError("the agent did not listen:\n" + open(self.agent_log).read())
             time.sleep(0.1)
+
+    def _connect_pods(self):
+        out_path = os.path.join(self.dir, "connect.out")
+        with open(out_path, "w") as out:
+            r = subprocess.run([self.admin.az, "connectedk8s", "connect", "-n", self.name, "-g", self.rg,
+                                "--kube-config", self.kube.kubeconfig, "--timeout", "120", "-o", "none",
+                                "--agent-image", self.agent_image_ref, "--agent-host-network"],
+                               env=self.admin.env, stdout=out, stderr=subprocess.STDOUT, timeout=200)
+        if r.returncode != 0:
+            raise RuntimeError("connect failed:\n%s\n%s" % (open(out_path).read(), self.agent_pod_logs()))
+        self.agent = None
+        self.hc = json.loads(self.admin.rest("post", self.cid + "/listClusterUserCredential", {}).stdout)[
+            "hybridConnectionConfig"]["hybridConnectionName"]
+        deadline = time.time() + 60
+        while self.hub.metric("arc_relay_listeners") < 2 * 2:  # two replicas, two channels each
+            if time.time() > deadline:
+                raise RuntimeError("the agent pods did not listen:\n" + self.agent_pod_logs())
+            time.sleep(0.2)
+
+    def agent_pods_json(self):
+        return json.loads(self.kube.kubectl("get", "pods", "-n", "azure-arc", "-l", "app=clusterconnect-agent",
+                                            "-o", "json").stdout)["items"]
+
+    def agent_pod_logs(self):
+        """Every agent replica's log (kubectl logs through the kubelet)."""
+        out = []
+        for pod in self.agent_pods_json():
+            name = pod["metadata"]["name"]
+            r = self.kube.kubectl("logs", "-n", "azure-arc", name, check=False)
+            out.append("== %s (%s)\n%s%s" % (name, pod["status"].get("phase"), r.stdout, r.stderr))
+        return "\n".join(out)
 
     def start_registered_agent(self, log_name="agent-registered.log"):
         """Runs the agent as `az connectedk8s connect` installed it, but as a

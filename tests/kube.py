@@ -1,8 +1,10 @@
 """A throwaway Kubernetes control plane on loopback, for tests and the
 sandbox: etcd, kube-apiserver (RBAC on, its own CA, service-account
-signing key) and kube-controller-manager (fills service-account token
-Secrets), all built from the pinned Kubernetes Go modules by
-scripts/kube-build. There is no kubelet: pods can be created, never run.
+signing key) and kube-controller-manager (service accounts and their
+token Secrets, the kube-root-ca.crt ConfigMap in every namespace,
+Deployments and ReplicaSets), all built from the pinned Kubernetes Go
+modules by scripts/kube-build. Pods run only where tests/node.py adds a
+node (kubelet, containerd, kube-scheduler); without one they stay Pending.
 
     cluster = KubeCluster(workdir); cluster.start(); ...; cluster.stop()
     KubeCluster(workdir, audit=True)  # also an audit log (see audit_events)
@@ -116,6 +118,9 @@ class KubeCluster:
             "--authorization-mode", "RBAC",
             "--cert-dir", os.path.join(d, "apiserver-certs"),
             "--enable-priority-and-fairness=false",
+            # How it reaches a kubelet (tests/node.py) for exec, logs and port-forward.
+            "--kubelet-client-certificate", os.path.join(d, "admin.pem"),
+            "--kubelet-client-key", os.path.join(d, "admin.key"),
             *self._audit_args(),
             "--v", "1"])
         with open(self.kubeconfig, "w") as f:
@@ -135,7 +140,8 @@ class KubeCluster:
             os.path.join(bindir, "kube-controller-manager"), "--kubeconfig", self.kubeconfig,
             "--service-account-private-key-file", os.path.join(d, "sa.key"),
             "--root-ca-file", os.path.join(d, "ca.pem"), "--leader-elect=false", "--secure-port=0",
-            "--controllers", "serviceaccount-token,serviceaccount,namespace,garbagecollector,clusterrole-aggregation", "--v", "1"])
+            "--controllers", "serviceaccount-token,serviceaccount,namespace,garbagecollector,clusterrole-aggregation,"
+            "root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller,node-lifecycle-controller", "--v", "1"])
         return self
 
     def _audit_args(self):

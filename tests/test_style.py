@@ -8,7 +8,7 @@ import subprocess
 
 from conftest import ROOT
 
-SOURCES = sorted(glob.glob(os.path.join(ROOT, "csrc", "*", "*.[ch]")))
+SOURCES = sorted(glob.glob(os.path.join(ROOT, "csrc", "*", "*.[ch]")) + glob.glob(os.path.join(ROOT, "tests", "*.c")))
 
 
 def test_clang_format_is_installed():

@@ -12,11 +12,10 @@ import pytest
 
 from conftest import AGENT_RBAC, BUILD, ROOT_KEY, start_hub, stop_hub
 from issuer import TestIssuer
-from kube import KubeCluster, free_port
+from kube import KubeCluster
 from relay_pipe import RelayPipe
 
 HC = "cluster-a"
-HC_STREAMS = "cluster-streams"  # a second agent in front of the streaming fixture
 HC_JWKS = "cluster-jwks"  # an agent configured by file, with keys from a URL
 
 
@@ -51,7 +50,7 @@ def env():
     os.makedirs(os.path.join(e.dir, "hub"))
     e.hub = start_hub(os.path.join(e.dir, "hub"), ["--ping-interval", "1"], config={
         "namespaceRules": [{"name": "root", "key": ROOT_KEY, "rights": ["Listen", "Send", "Manage"]}],
-        "hybridConnections": [{"name": HC}, {"name": HC_STREAMS}, {"name": HC_JWKS}]})
+        "hybridConnections": [{"name": HC}, {"name": HC_JWKS}]})
     keyfile = os.path.join(e.dir, "relay.key")
     with open(keyfile, "w") as f:
         f.write(ROOT_KEY)
@@ -256,7 +255,7 @@ def test_agent_reconnects_after_relay_restart(env):
         time.sleep(0.2)
     env.hub = start_hub(env.hub.dir, ["--ping-interval", "1"], config={
         "namespaceRules": [{"name": "root", "key": ROOT_KEY, "rights": ["Listen", "Send", "Manage"]}],
-        "hybridConnections": [{"name": HC}, {"name": HC_STREAMS}, {"name": HC_JWKS}]}, port=port)
+        "hybridConnections": [{"name": HC}, {"name": HC_JWKS}]}, port=port)
     env.pipe.hub = env.hub
     deadline = time.time() + 40
     while health(env, "/readyz")[0] != 200:
@@ -266,118 +265,10 @@ def test_agent_reconnects_after_relay_restart(env):
     assert r.returncode == 0, r.stderr
 
 
-@pytest.fixture(scope="module")
-def streams(env):
-    """A second agent, in front of the streaming fixture (tests/stream_fixture.py),
-    reached through its own hybrid connection and relay_pipe."""
-    from kube import kube_bin
-    from stream_fixture import StreamFixture
-    kubelet = subprocess.Popen([os.path.join(kube_bin(), "kubelet-portforward"), "127.0.0.1:0"],
-                               stdout=subprocess.PIPE, text=True)
-    kubelet_addr = kubelet.stdout.readline().strip()
-    fx = StreamFixture(os.path.join(env.hub.dir, "server.pem"), os.path.join(env.hub.dir, "server.key"),
-                       kubelet=kubelet_addr)
-    log = open(os.path.join(env.dir, "agent-streams.log"), "w")
-    agent = subprocess.Popen([
-        os.path.join(BUILD, "bin", "clusterconnect-agent"), "--relay", env.hub.url(), "--hybrid-connection",
-        HC_STREAMS, "--key-name", "root", "--key-file", os.path.join(env.dir, "relay.key"), "--relay-ca", env.hub.ca,
-        "--apiserver", "https://127.0.0.1:%d" % fx.port, "--apiserver-ca", env.hub.ca,
-        "--token-file", env.agent_token, "--issuer", env.issuer.issuer, "--audience", env.issuer.audience,
-        "--jwks-file", env.issuer.jwks_file, "--health-listen", "127.0.0.1:0", "--channels", "1"],
-        stdout=log, stderr=subprocess.STDOUT)
-    pipe = RelayPipe(env.hub, HC_STREAMS, env.hub.token(HC_STREAMS))
-    deadline = time.time() + 10
-    while '"channel.up"' not in open(log.name).read():
-        assert time.time() < deadline and agent.poll() is None, open(log.name).read()
-        time.sleep(0.1)
-    yield fx, pipe, log
-    pipe.close()
-    agent.terminate()
-    agent.wait(10)
-    fx.close()
-    kubelet.terminate()
-    kubelet.wait(10)
-
-
-def test_exec_streams_both_ways_through_the_streaming_fixture(env, streams, tmp_path):
-    """kubectl exec (WebSocket v5.channel.k8s.io) through relay and agent to
-    the streaming fixture, which stands in for a kubelet-backed API server:
-    stdin reaches it, stdout comes back, the exit status arrives, and the
-    upstream saw the caller impersonated with the agent's own credential."""
-    fx, pipe, log = streams
-    tok = env.issuer.mint("oid-alice", groups=["group-team"])
-    kc = tmp_path / "kc"
-    kc.write_text("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:%d', "
-                  "certificate-authority: '%s'}\nusers:\n- name: u\n  user: {token: '%s'}\ncontexts:\n- name: c\n"
-                  "  context: {cluster: c, user: u}\ncurrent-context: c\n" % (pipe.port, env.hub.ca, tok))
-    r = subprocess.run([env.kube.kubectl_path, "--kubeconfig", str(kc), "exec", "-i", "web", "--", "cat"],
-                       input="hello through the relay\n", capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr + open(log.name).read()[-2000:]
-    assert r.stdout == "HELLO THROUGH THE RELAY\n"
-    execs = [h for m, t, h in fx.requests if t.split("?")[0].endswith("/exec")]
-    assert execs, fx.requests
-    h = execs[-1]
-    assert h["impersonate-user"] == ["oid-alice"] and h["impersonate-group"] == ["group-team"]
-    assert h["authorization"] == ["Bearer " + open(env.agent_token).read().strip()]
-
-
-def test_kubectl_port_forward_through_relay_and_agent(env, streams):
-    """Real `kubectl port-forward` (SPDY/3.1, kubectl's own client) through
-    relay_pipe, arc-hub and the agent, to the kubelet's own port-forward
-    server (tests/kubelet-portforward) and a TCP "pod port" that answers
-    upper-cased: two local connections carry data both ways."""
-    import socket
-    import threading
-    fx, pipe, log = streams
-    pod_port = socket.socket()
-    pod_port.bind(("127.0.0.1", 0))
-    pod_port.listen(8)
-
-    def serve():
-        while True:
-            try:
-                c, _ = pod_port.accept()
-            except OSError:
-                return
-
-            def echo(c=c):
-                while True:
-                    d = c.recv(65536)
-                    if not d:
-                        break
-                    c.sendall(d.upper())
-                c.close()
-            threading.Thread(target=echo, daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    kc = os.path.join(env.dir, "pf.kubeconfig")
-    with open(kc, "w") as f:
-        f.write("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:%d', "
-                "certificate-authority: '%s'}\nusers:\n- name: u\n  user: {token: '%s'}\ncontexts:\n- name: c\n"
-                "  context: {cluster: c, user: u}\ncurrent-context: c\n"
-                % (pipe.port, env.hub.ca, env.issuer.mint("oid-alice")))
-    local = free_port()
-    pf = subprocess.Popen([env.kube.kubectl_path, "--kubeconfig", kc, "port-forward", "pod/web",
-                           "%d:%d" % (local, pod_port.getsockname()[1])],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        line = pf.stdout.readline()
-        assert "Forwarding from 127.0.0.1:%d" % local in line, line + pf.stdout.read(2000)
-        for msg in (b"first connection", b"second\x00\x01binary" * 500):
-            with socket.create_connection(("127.0.0.1", local), timeout=20) as c:
-                c.sendall(msg)
-                got = b""
-                while len(got) < len(msg):
-                    d = c.recv(65536)
-                    assert d, got
-                    got += d
-                assert got == msg.upper()
-        reqs = [h for m, t, h in fx.requests if t.split("?")[0].endswith("/portforward")]
-        assert reqs and reqs[-1]["impersonate-user"] == ["oid-alice"]
-    finally:
-        pf.terminate()
-        pf.wait(10)
-        pod_port.close()
+# exec, attach, logs -f, cp and port-forward through the agent run against
+# real pods in tests/integration/test_pods.py (a node, the agent as the pods
+# `connect` deploys); the API server's audit log there shows the agent's
+# credential impersonating the caller.
 
 
 def test_listen_token_is_renewed_before_it_expires(env):

@@ -1,5 +1,6 @@
 """The sandbox as a newcomer uses it: `scripts/sandbox --keep` comes up,
-lists the pods through the proxy, prints an environment that another
+lists the pods through the proxy (the agent's own two among them,
+Running on the sandbox's node where the machine can run one), prints an environment that another
 shell can paste to run the walkthrough's commands by hand, and stops
 everything on SIGTERM (Ctrl+C takes the same path)."""
 import os
@@ -10,6 +11,7 @@ import sys
 import time
 
 from conftest import ROOT
+from node import unavailable
 
 
 def test_sandbox_keep_prints_a_working_environment_and_stops_cleanly():
@@ -27,6 +29,12 @@ def test_sandbox_keep_prints_a_working_environment_and_stops_cleanly():
         out = open(log_path).read()
         # kubectl get pods -A went through proxy, relay and agent
         assert re.search(r"^default\s+web\s", out, re.M) and re.search(r"^kube-system\s+dns\s", out, re.M), out
+        no_node = unavailable()
+        if no_node:  # the agent runs as a local process, and the sandbox says why
+            assert "no node: " + no_node in out, out
+        else:  # the agent's two pods, Running on the node, seen through the agent itself
+            agents = re.findall(r"^azure-arc\s+clusterconnect-agent-\S+\s+1/1\s+Running\s", out, re.M)
+            assert len(agents) == 2 and re.search(r"^default\s+web\s+1/1\s+Running\s", out, re.M), out
         exports = [l.strip().split("#")[0] for l in out.splitlines() if l.startswith("    export ")]
         names = {e.split()[1].split("=")[0] for e in exports}
         assert {"AZURE_CONFIG_DIR", "AZURE_EXTENSION_DIR", "KUBECONFIG", "REQUESTS_CA_BUNDLE", "CLUSTER_NAME",

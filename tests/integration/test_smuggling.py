@@ -47,7 +47,6 @@ from kube import KubeCluster, free_port
 from wsclient import WS, Closed, connect
 
 HC = "cluster-smuggle"
-HC_STREAMS = "cluster-smuggle-streams"  # a second agent, in front of the streaming fixture
 # Identities the harness itself uses (kubectl set-up, the controller
 # manager, the API server's loopback client): their own requests may read
 # Secrets; nothing a caller sends may.
@@ -463,13 +462,15 @@ def agent_side():
                               "--duration=2h").stdout.strip())
         k.kubectl("create", "clusterrole", "pod-reader", "--verb=get,list,watch", "--resource=pods")
         k.kubectl("create", "clusterrolebinding", "alice-reads", "--clusterrole=pod-reader", "--user=oid-alice")
-        k.kubectl("run", "web", "--image=nginx", "-n", "default")
+        # The test node's image (the streams tests add a node): never pulled.
+        k.kubectl("run", "web", "--image=connectedk8s.test/busybox:1", "--image-pull-policy=Never", "-n", "default",
+                  "--command", "--", "sleep", "3600")
         k.kubectl("create", "secret", "generic", "crown-jewel", "-n", "kube-system", "--from-literal=k=v")
         issuer = TestIssuer(d)
         os.makedirs(os.path.join(d, "hub"))
         hub = start_hub(os.path.join(d, "hub"), ["--ping-interval", "1"], config={
             "namespaceRules": [{"name": "root", "key": ROOT_KEY, "rights": ["Listen", "Send", "Manage"]}],
-            "hybridConnections": [{"name": HC}, {"name": HC_STREAMS}]})
+            "hybridConnections": [{"name": HC}]})
         stops.append(lambda: stop_hub(hub))
         keyfile = os.path.join(d, "relay.key")
         with open(keyfile, "w") as f:
@@ -515,7 +516,9 @@ def proxy_env():
     p = None
     try:
         k = e.kube
-        k.kubectl("run", "web", "--image=nginx", "-n", "default")
+        # The test node's image (the streams tests add a node): never pulled.
+        k.kubectl("run", "web", "--image=connectedk8s.test/busybox:1", "--image-pull-policy=Never", "-n", "default",
+                  "--command", "--", "sleep", "3600")
         k.kubectl("create", "secret", "generic", "crown-jewel", "-n", "kube-system", "--from-literal=k=v")
         k.kubectl("create", "clusterrolebinding", "alice-reads", "--clusterrole=pod-reader",
                   "--user=alice@example.test")  # members are impersonated by UPN
@@ -781,32 +784,39 @@ def test_kubectl_exec_without_the_right_is_refused_then_get_pods_works(proxy_sid
 
 # ---- after a 101 the held bytes are the pipe's first bytes --------------------------------------
 
+# Alice may exec in this one pod, nowhere else (the 403 cases above use "web").
+UPPER_EXEC_ROLE = """apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: exec-upper, namespace: default}
+rules:
+- {apiGroups: [""], resources: [pods/exec], resourceNames: [upper], verbs: [get, create]}
+"""
+UPPER_EXEC = ("/api/v1/namespaces/default/pods/upper/exec?command=tr&command=a-z&command=A-Z"
+              "&stdin=true&stdout=true")
+
+
 @pytest.fixture(scope="module")
 def streams(agent_side):
-    """A second agent in front of tests/stream_fixture.py, which stands in
-    for a kubelet-backed API server: it answers an exec WebSocket upgrade
-    with 101 and echoes stdin upper-cased on stdout."""
-    from stream_fixture import StreamFixture
-    side, hub, a = agent_side, agent_side.hub, agent_side.agent_args
-    fx = StreamFixture(os.path.join(hub.dir, "server.pem"), os.path.join(hub.dir, "server.key"))
-    log = open(os.path.join(side.dir, "agent-streams.log"), "w")
-    agent = subprocess.Popen([
-        os.path.join(BUILD, "bin", "clusterconnect-agent"), "--relay", hub.url(), "--hybrid-connection", HC_STREAMS,
-        "--key-name", "root", "--key-file", a["keyfile"], "--relay-ca", hub.ca,
-        "--apiserver", "https://127.0.0.1:%d" % fx.port, "--apiserver-ca", hub.ca,
-        "--token-file", a["token_file"], "--issuer", a["issuer"].issuer, "--audience", a["issuer"].audience,
-        "--jwks-file", a["issuer"].jwks_file, "--health-listen", "127.0.0.1:0", "--channels", "1"],
-        stdout=log, stderr=subprocess.STDOUT)
+    """A real node on the agent side's cluster (tests/node.py) and a pod,
+    upper, whose exec runs tr a-z A-Z: stdin comes back upper-cased on
+    stdout once stdin closes. Skipped where this machine cannot run a node."""
+    from node import KubeNode, unavailable
+    reason = unavailable()
+    if reason:
+        pytest.skip("no test node on this machine: " + reason)
+    side, k = agent_side, agent_side.kube
+    node = KubeNode(k).start()
     try:
-        deadline = time.time() + 10
-        while '"channel.up"' not in open(log.name).read():
-            assert time.time() < deadline and agent.poll() is None, open(log.name).read()
-            time.sleep(0.1)
-        yield fx, log
+        path = os.path.join(side.dir, "exec-upper.yaml")
+        with open(path, "w") as f:
+            f.write(UPPER_EXEC_ROLE)
+        k.kubectl("apply", "-f", path)
+        k.kubectl("create", "rolebinding", "alice-exec-upper", "-n", "default", "--role=exec-upper",
+                  "--user=" + side.user)
+        node.run_pod("upper", ["sleep", "3600"])
+        yield node
     finally:
-        agent.terminate()
-        agent.wait(10)
-        fx.close()
+        node.stop()
 
 
 def read_ws_frame(rd, timeout=RESPONSE_TIMEOUT):
@@ -829,37 +839,47 @@ def read_ws_frame(rd, timeout=RESPONSE_TIMEOUT):
 @pytest.mark.parametrize("timing", ["same-frame", "next-frame"])
 def test_bytes_after_an_upgrade_that_gets_101_are_the_pipes_first_bytes(agent_side, streams, timing):
     """Upgrade request and the first WebSocket frames of the exec stream
-    together (one relay frame, or the next one before the answer). After
-    the 101 they are pipe data, delivered whole and in order, never parsed
-    as requests, even when they look like one with Impersonate-* headers:
-    stdin comes back upper-cased on stdout, closing stdin ends the exec
-    with Success, and the fixture saw exactly one request (the exec, as
-    oid-alice)."""
+    together (one relay frame, or the next one before the answer), against
+    a real pod. After the 101 they are pipe data, delivered whole and in
+    order, never parsed as requests, even when they look like one with
+    Impersonate-* headers: once stdin closes, tr in the pod gives them back
+    upper-cased on stdout and the exec ends with Success; and the API
+    server's audit log holds exactly one request as oid-alice, the exec."""
     side = agent_side
-    fx, log = streams
-    n0 = len(fx.requests)
-    up = request("GET", EXEC, token=side.token, headers=WEBSOCKET)
-    stdin = b"\x00" + request("GET", SECRETS, token=side.token, headers=SMUGGLED_HEADERS)
-    frames = WS.frame(2, stdin) + WS.frame(2, b"\x00second")
-    s = WSStream(side.hub, HC_STREAMS)
+    since = side.kube.audit_mark()
+    up = request("GET", UPPER_EXEC, token=side.token, headers=WEBSOCKET)
+    stdin = request("GET", SECRETS, token=side.token, headers=SMUGGLED_HEADERS)
+    frames = WS.frame(2, b"\x00" + stdin) + WS.frame(2, b"\x00second")
+    s = side.open()
     rd = ResponseReader(s)
     problems = []
     try:
         s.send(*([up + frames] if timing == "same-frame" else [up, frames]))
         r = rd.next()
-        assert r is not None and r.status == 101, "expected 101, got %s\n%s" % (r and r.short(), open(log.name).read())
-        got = [read_ws_frame(rd), read_ws_frame(rd)]
-        if got != [(2, b"\x01" + stdin[1:].upper()), (2, b"\x01SECOND")]:
-            problems.append("stdout was not stdin upper-cased, in order: %r" % got)
+        assert r is not None and r.status == 101, "expected 101, got %s\n%s" % (r and r.short(), side.log())
         s.send(WS.frame(2, b"\xff\x00"))  # v5: close stdin
-        status = read_ws_frame(rd)
-        if status[0] != 2 or status[1][:1] != b"\x03" or json.loads(status[1][1:]).get("status") != "Success":
+        out, status = b"", None
+        while status is None:
+            op, payload = read_ws_frame(rd)
+            if op == 2 and payload[:1] == b"\x01":
+                out += payload[1:]
+            elif op == 2 and payload[:1] == b"\x03":
+                status = json.loads(payload[1:])
+            elif op == 8:
+                break
+        if out != (stdin + b"second").upper():
+            problems.append("stdout was not stdin upper-cased, in order: %r" % out[:300])
+        if (status or {}).get("status") != "Success":
             problems.append("no Success on the status channel: %r" % (status,))
     finally:
         s.close()
-    reqs = fx.requests[n0:]
-    if [(m, t.split("?")[0]) for m, t, h in reqs] != [("GET", EXEC.split("?")[0])]:
-        problems.append("the upstream saw other requests than the one exec: %r" % [(m, t) for m, t, h in reqs])
-    elif reqs[0][2].get("impersonate-user") != ["oid-alice"] or "impersonate-group" in reqs[0][2]:
-        problems.append("the exec did not go out as oid-alice alone: %r" % reqs[0][2])
-    assert not problems, "\n".join(problems) + "\n" + open(log.name).read()[-2000:]
+    evs = side.kube.wait_audit(lambda ev: (ev.get("objectRef") or {}).get("subresource") == "exec", since)
+    # One request, one auditID (a long-running one logs ResponseStarted and ResponseComplete).
+    alices = list({ev["auditID"]: (ev["verb"], ev["objectRef"].get("resource"), ev["objectRef"].get("subresource"),
+                                   ev["responseStatus"]["code"]) for ev in evs
+                   if (ev.get("impersonatedUser") or {}).get("username") == side.user}.values())
+    if alices != [("create", "pods", "exec", 101)] and alices != [("get", "pods", "exec", 101)]:
+        problems.append("the API server saw other requests as oid-alice than the one exec: %r" % alices)
+    if any((ev.get("impersonatedUser") or {}).get("username") == "admin" for ev in evs):
+        problems.append("a request went out as admin")
+    assert not problems, "\n".join(problems) + "\n" + side.log()
