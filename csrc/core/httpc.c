@@ -177,7 +177,7 @@ static void finish(httpc_req *r, CURLcode rc)
     long status = 0;
     if (rc == CURLE_OK)
         curl_easy_getinfo(r->e, CURLINFO_RESPONSE_CODE, &status);
-    else if (r->too_big)
+    else if (r->too_big || rc == CURLE_FILESIZE_EXCEEDED)
         snprintf(err, sizeof err, "the answer is larger than %zu bytes", r->max);
     else
         describe(r, rc, err, sizeof err);
