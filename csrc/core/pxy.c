@@ -15,8 +15,10 @@ typedef struct parts {
     size_t scheme_n, user_n, hostport_n;
 } parts;
 
-/* Returns 0, or -1 when url is not scheme://[userinfo@]host[:port][/]. */
-static int split(const char *url, parts *p)
+/* Returns 0, or -1 when url has no "://". The host may come out empty
+ * (callers that need one check); userinfo is found either way, so a
+ * password is scrubbed even from a URL that is otherwise unusable. */
+static int split_any(const char *url, parts *p, int strict)
 {
     memset(p, 0, sizeof *p);
     const char *sep = strstr(url, "://");
@@ -24,19 +26,31 @@ static int split(const char *url, parts *p)
         return -1;
     p->scheme = url;
     p->scheme_n = (size_t)(sep - url);
-    const char *a = sep + 3, *end = a + strcspn(a, "/?#");
+    /* A scheme is letters, digits, '+', '-', '.': anything else means the
+     * "://" found is not the URL's, and what precedes it may be secret. */
+    for (size_t i = 0; strict && i < p->scheme_n; i++)
+        if (!isalnum((unsigned char)url[i]) && !strchr("+-.", url[i]))
+            return -1;
+    /* Userinfo ends at the last '@' before the first '/': passwords may
+     * hold an unencoded '@', '?' or '#', and none of it may be shown. */
+    const char *a = sep + 3, *end = a + strcspn(a, "/");
     const char *at = NULL;
     for (const char *q = a; q < end; q++)
         if (*q == '@')
-            at = q; /* the last '@': passwords may contain one unencoded */
+            at = q;
     if (at) {
         p->user = a;
         p->user_n = (size_t)(at - a);
         a = at + 1;
     }
     p->hostport = a;
-    p->hostport_n = (size_t)(end - a);
-    return p->hostport_n ? 0 : -1;
+    p->hostport_n = strcspn(a, "/?#");
+    return 0;
+}
+
+static int split(const char *url, parts *p)
+{
+    return split_any(url, p, 1);
 }
 
 static const char *getenv_either(const char *lower, const char *upper)
@@ -65,7 +79,7 @@ static int set_url(char *dst, const char *url, const char *what, char err[PXY_ER
     parts p;
     char shown[PXY_URL_MAX];
     pxy_display(buf, shown, sizeof shown);
-    if (split(buf, &p) < 0 || !((p.scheme_n == 4 && !strncasecmp(p.scheme, "http", 4)) ||
+    if (split(buf, &p) < 0 || !p.hostport_n || !((p.scheme_n == 4 && !strncasecmp(p.scheme, "http", 4)) ||
                                 (p.scheme_n == 5 && !strncasecmp(p.scheme, "https", 5)))) {
         snprintf(err, PXY_ERRLEN, "the %s proxy %.120s is not an http:// or https:// URL with a host", what,
                  shown);
@@ -251,8 +265,10 @@ static int hexval(int c)
 
 /* Replaces each occurrence of secret[0..n) in msg with "***" (shorter
  * secrets with as many '*'), scanning on after each replacement. */
-static void scrub_one(char *msg, const char *secret, size_t n)
+static void scrub_one(char *msg, const char *secret)
 {
+    /* strlen, not the decoded byte count: "%00" ends the C string early. */
+    size_t n = strlen(secret);
     if (n == 0)
         return;
     size_t rep = n < 3 ? n : 3;
@@ -268,7 +284,9 @@ static void scrub_one(char *msg, const char *secret, size_t n)
 void pxy_scrub(const char *url, char *msg)
 {
     parts p;
-    if (!url || split(url, &p) < 0 || !p.user_n)
+    /* Leniently: a password in a URL that is unusable otherwise is still
+     * a password. */
+    if (!url || split_any(url, &p, 0) < 0 || !p.user_n)
         return;
     const char *colon = memchr(p.user, ':', p.user_n);
     char raw[PXY_URL_MAX], dec[PXY_URL_MAX];
@@ -291,6 +309,6 @@ void pxy_scrub(const char *url, char *msg)
         }
     }
     dec[dn] = '\0';
-    scrub_one(msg, raw, n);
-    scrub_one(msg, dec, dn);
+    scrub_one(msg, raw);
+    scrub_one(msg, dec);
 }

@@ -119,6 +119,15 @@ static void secrets(void)
     char m3[64] = "star * star";
     pxy_scrub("http://u:*@h:1", m3); /* a secret made of the mask itself ends */
     CHECK_STR(m3, "star * star");
+    /* Regressions found by fuzz_pxy: a '#' or '?' inside the password,
+     * a "://" that is not the scheme's, a "%00" in the password. */
+    pxy_display("http://alice:s3cr#t@proxy:1", out, sizeof out);
+    CHECK_STR(out, "http://proxy:1");
+    pxy_display("http:s3cret:x@p://alice:pw@host:1", out, sizeof out);
+    CHECK(strstr(out, "s3cret") == NULL);
+    char m5[64] = "x ab%00cd y ab";
+    pxy_scrub("http://u:ab%00cd@h:1", m5);
+    CHECK(strstr(m5, "ab%00cd") == NULL);
     char m4[64] = "no creds here";
     pxy_scrub("http://h:1", m4);
     CHECK_STR(m4, "no creds here");
