@@ -8,7 +8,9 @@ import ctypes
 import os
 import re
 import socket
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -33,9 +35,11 @@ class Tinyproxy:
 
     def __init__(self, workdir, host="127.0.0.1", auth=None):
         self.host, self.port = host, free_port()
-        self.dir = os.path.join(workdir, "tinyproxy-%d" % self.port)
-        os.makedirs(self.dir)
-        os.chmod(self.dir, 0o777)  # tinyproxy drops to nobody and writes its log here
+        # Its own directory, outside the (0700) work directory: tinyproxy
+        # drops to nobody and writes its log here.
+        self.dir = tempfile.mkdtemp(prefix="ck-tinyproxy-%d-" % self.port)
+        os.chmod(self.dir, 0o777)
+        self.workdir = workdir
         self.log_path = os.path.join(self.dir, "access.log")
         conf = os.path.join(self.dir, "tinyproxy.conf")
         lines = ["Port %d" % self.port, "Listen %s" % host, "Timeout 600", 'LogFile "%s"' % self.log_path,
@@ -68,6 +72,9 @@ class Tinyproxy:
             self.proc.terminate()
             self.proc.wait(10)
         self.out.close()
+        # Keep the log with the test's files.
+        shutil.copytree(self.dir, os.path.join(self.workdir, os.path.basename(self.dir)), dirs_exist_ok=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class BadProxy:

@@ -437,13 +437,15 @@ int main(int argc, char **argv)
     }
     memcpy(A.api_host, u.host.p, u.host.n);
     A.api_port = u.port;
-    /* The environment first, then the flags (which win); the API server's
-     * own address is never sent to the proxy. */
+    /* The environment first, then the flags (which win). The API server is
+     * never dialled through the proxy (fwd.c and reg.c's /version go
+     * direct), without a skip entry: a skip entry names a host, and the
+     * hub may share the API server's host on another port. */
     char perr[PXY_ERRLEN];
     pxy_from_env(&A.proxy);
     if ((px_https && pxy_set_https(&A.proxy, px_https, perr) < 0) ||
         (px_http && pxy_set_http(&A.proxy, px_http, perr) < 0) ||
-        (px_skip && pxy_add_skip(&A.proxy, px_skip, perr) < 0) || pxy_add_skip(&A.proxy, A.api_host, perr) < 0) {
+        (px_skip && pxy_add_skip(&A.proxy, px_skip, perr) < 0)) {
         fprintf(stderr, "clusterconnect-agent: %s\n", perr);
         return 2;
     }

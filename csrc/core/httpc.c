@@ -135,7 +135,7 @@ static void describe(httpc_req *r, CURLcode rc, char *out, size_t cap)
     pxy_display(r->proxy, shown, sizeof shown);
     if (cc >= 300)
         snprintf(out, cap, "the proxy %s refused the tunnel with %ld %s%s", shown, cc, http_reason((int)cc),
-                 cc == 407 ? " (check the proxy user and password)" : "");
+                 cc == 407 || cc == 401 ? " (check the proxy user and password)" : "");
     else if (rc == CURLE_COULDNT_RESOLVE_PROXY)
         snprintf(out, cap, "cannot resolve the proxy %s (%s)", shown, detail);
     else if (rc == CURLE_COULDNT_CONNECT)
