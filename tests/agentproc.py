@@ -24,12 +24,12 @@ class Agent:
     """A registered clusterconnect-agent as connect installed it, run here
     (optionally inside the namespace) with extra flags and environment."""
 
-    def __init__(self, env, name, *extra, ns=None, environ=None):
+    def __init__(self, env, name, *extra, ns=None, environ=None, binary=None):
         """env: an ArcEnv after connect, with agent_hub and agent_rid (the
         ConfigMap's hub and resourceId) and a list env.stops."""
         self.env = env
         self.log_path = os.path.join(env.dir, "agent-%s.log" % name)
-        args = [os.path.join(BUILD, "bin", "clusterconnect-agent"), "--hub", env.agent_hub,
+        args = [binary or os.path.join(BUILD, "bin", "clusterconnect-agent"), "--hub", env.agent_hub,
                 "--resource-id", env.agent_rid, "--identity-key", os.path.join(env.dir, "identity.key"),
                 "--apiserver", "https://127.0.0.1:%d" % env.kube.port,
                 "--apiserver-ca", os.path.join(env.kube.dir, "ca.pem"), "--token-file", env.agent_token,

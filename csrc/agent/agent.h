@@ -62,8 +62,8 @@ struct authz;
 typedef struct agent {
     uv_loop_t *loop;
     agent_cfg cfg;
-    pxy_cfg proxy;   /* outbound proxy for the relay, the hub and JWKS; never the API server */
-    httpc_t *http;   /* every HTTP call, and the tunnels of the relay's WebSockets */
+    pxy_cfg proxy; /* outbound proxy for the relay, the hub and JWKS; never the API server */
+    httpc_t *http; /* every HTTP call, and the tunnels of the relay's WebSockets */
     tls_ctx *relay_tls, *api_tls;
     jwt_keyset keys;
     char api_host[256];
@@ -80,8 +80,8 @@ typedef struct agent {
     char relay_buf[512], hc_buf[256];
     char hub_token[2048];
     int64_t hub_token_exp;
-    int cluster_connect; /* the feature switch: listen or not */
-    int azure_rbac;      /* ask the hub before each impersonated request */
+    int cluster_connect;   /* the feature switch: listen or not */
+    int azure_rbac;        /* ask the hub before each impersonated request */
     char rbac_version[80]; /* the hub's role-assignment version; a change flushes authz's cache */
     int channels_started;
     char k8s_version[64];

@@ -121,7 +121,7 @@ struct authz_call {
 
 struct authz {
     entry slots[AUTHZ_CACHE_SLOTS];
-    char version[sizeof ((agent_t *)0)->rbac_version];
+    char version[sizeof((agent_t *)0)->rbac_version];
     uint64_t hits, misses;
     authz_call *calls;
 };

@@ -51,7 +51,7 @@ struct conn {
     char peer[64];
     char peer_ip[48];
     int peer_port;
-    httpc_req *tun;     /* the pending dial of conn_connect_via */
+    httpc_req *tun;        /* the pending dial of conn_connect_via */
     char via[PXY_URL_MAX]; /* the proxy it goes through, for sentences (no credentials) */
     char errmsg[TLS_ERRLEN];
     uint8_t rx[RX_SIZE];

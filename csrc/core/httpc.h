@@ -43,14 +43,14 @@ typedef struct httpc_req httpc_req;
 typedef void (*httpc_cb)(void *ud, int status, const char *body, size_t len, const char *err);
 
 typedef struct httpc_opts {
-    const char *method;           /* default GET; POST when a body is given */
-    const char *const *headers;   /* NULL-terminated "Name: value" */
-    const char *body;             /* copied; may be NULL */
+    const char *method;         /* default GET; POST when a body is given */
+    const char *const *headers; /* NULL-terminated "Name: value" */
+    const char *body;           /* copied; may be NULL */
     size_t body_len;
-    size_t max_response;          /* default 1 MiB */
-    unsigned timeout_ms;          /* the whole exchange; default 15 s */
-    const char *ca_file;          /* trusted CAs for https (NULL: system store) */
-    int direct;                   /* never through a proxy */
+    size_t max_response; /* default 1 MiB */
+    unsigned timeout_ms; /* the whole exchange; default 15 s */
+    const char *ca_file; /* trusted CAs for https (NULL: system store) */
+    int direct;          /* never through a proxy */
 } httpc_opts;
 
 /* proxy may be NULL (everything direct); it is copied. Returns NULL when

@@ -79,8 +79,9 @@ static int set_url(char *dst, const char *url, const char *what, char err[PXY_ER
     parts p;
     char shown[PXY_URL_MAX];
     pxy_display(buf, shown, sizeof shown);
-    if (split(buf, &p) < 0 || !p.hostport_n || !((p.scheme_n == 4 && !strncasecmp(p.scheme, "http", 4)) ||
-                                (p.scheme_n == 5 && !strncasecmp(p.scheme, "https", 5)))) {
+    if (split(buf, &p) < 0 || !p.hostport_n ||
+        !((p.scheme_n == 4 && !strncasecmp(p.scheme, "http", 4)) ||
+          (p.scheme_n == 5 && !strncasecmp(p.scheme, "https", 5)))) {
         snprintf(err, PXY_ERRLEN, "the %s proxy %.120s is not an http:// or https:// URL with a host", what,
                  shown);
         return -1;
@@ -170,8 +171,7 @@ static int prefix_equal(const unsigned char *a, const unsigned char *b, unsigned
 
 /* One skip-list entry e[0..n) against host (already without brackets in
  * ip form when ipn > 0). */
-static int entry_match(const char *e, size_t n, const char *host, size_t hl, const unsigned char *ip,
-                       int ipn)
+static int entry_match(const char *e, size_t n, const char *host, size_t hl, const unsigned char *ip, int ipn)
 {
     if (n == 1 && e[0] == '*')
         return 1;
@@ -260,7 +260,10 @@ void pxy_display(const char *url, char *out, size_t cap)
 
 static int hexval(int c)
 {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
 }
 
 /* Replaces each occurrence of secret[0..n) in msg with "***" (shorter

@@ -34,7 +34,8 @@ static size_t srv_data(conn_t *c, uint8_t *d, size_t n)
                           (int)blen + 5, (int)blen, (const char *)d + hl);
         CHECK_EQ(conn_write(c, a, (size_t)al), 0);
     } else if (http_eq(req.target, req.target_len, "/chunked")) {
-        const char *a = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        const char *a =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
         CHECK_EQ(conn_write(c, a, strlen(a)), 0);
     } else if (http_eq(req.target, req.target_len, "/big")) {
         static char big[200000];
@@ -43,8 +44,8 @@ static size_t srv_data(conn_t *c, uint8_t *d, size_t n)
         CHECK_EQ(conn_write2(c, a, strlen(a), big, sizeof big), 0);
     } else if (http_eq(req.target, req.target_len, "/method")) {
         char a[256];
-        int al = snprintf(a, sizeof a, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%.*s", (int)req.method_len,
-                          (int)req.method_len, req.method);
+        int al = snprintf(a, sizeof a, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%.*s",
+                          (int)req.method_len, (int)req.method_len, req.method);
         CHECK_EQ(conn_write(c, a, (size_t)al), 0);
     } /* "/silent": never answers */
     return (size_t)hl + (size_t)blen;
