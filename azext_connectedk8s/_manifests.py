@@ -38,7 +38,7 @@ PROXY_ENV = (("https", "HTTPS_PROXY"), ("http", "HTTP_PROXY"), ("noProxy", "NO_P
 PROXY_CA_DIR = "/var/run/connectedk8s/proxy"
 # In-cluster names that never go through the proxy, whatever the skip range
 # says (the agent also dials the API server directly on its own).
-PROXY_SKIP_DEFAULT = "kubernetes.default.svc,.svc,.cluster.local,localhost,127.0.0.1"
+PROXY_SKIP_DEFAULT = "kubernetes.default.svc,.svc,.cluster.local"
 
 
 def proxy_objects(proxy_https=None, proxy_http=None, proxy_skip_range=None, proxy_cert_pem=None):

@@ -247,3 +247,64 @@ def test_slow_proxy_is_waited_for_without_blocking(env):
         a.stop()
         px.stop()
         wait_for(lambda: env.hub.metric("arc_relay_listeners") == 0, "the agent to leave")
+
+
+def test_connect_deploys_proxy_settings_the_agent_uses(env):
+    """`az connectedk8s connect --proxy-https ... --proxy-skip-range ...
+    --proxy-cert ...` writes them into what it deploys; an agent run from
+    that Deployment's environment and flags (as the kubelet would resolve
+    them; there is no kubelet here), inside the namespace, registers
+    through the authenticating proxy and connect completes. Last in this
+    module: it re-applies the shared azure-arc objects for a second cluster."""
+    tp = Tinyproxy(env.dir, host=env.ns.host_ip, auth=("dave", PASSWORD))
+    env.stops.append(tp.stop)
+    k = env.kube
+    out_path = os.path.join(env.dir, "connect-c2.out")
+    with open(out_path, "w") as out:
+        p = subprocess.Popen([env.admin.az, "connectedk8s", "connect", "-n", "c2", "-g", env.rg, "--kube-config",
+                              k.kubeconfig, "--timeout", "120", "-o", "none",
+                              "--proxy-https", tp.url(("dave", PASSWORD)), "--proxy-skip-range", "10.99.0.0/16,.corp",
+                              "--proxy-cert", env.hub.ca],
+                             env=env.admin.env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        def deployed():
+            d = k.kubectl("get", "deployment", "clusterconnect-agent", "-n", "azure-arc", "-o", "json", check=False)
+            if d.returncode != 0:
+                return None
+            doc = json.loads(d.stdout)
+            c = doc["spec"]["template"]["spec"]["containers"][0]
+            return doc if any(e["name"] == "HTTPS_PROXY" for e in c.get("env", [])) else None
+        wait_for(deployed, "connect to apply the Deployment with proxy settings",
+                 on_fail=lambda: open(out_path).read())
+        c = deployed()["spec"]["template"]["spec"]["containers"][0]
+        secret = json.loads(k.kubectl("get", "secret", "clusterconnect-proxy", "-n", "azure-arc", "-o",
+                                      "json").stdout)["data"]
+        import base64
+        environ = {}
+        for e in c["env"]:
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            if ref and ref["name"] == "clusterconnect-proxy":
+                environ[e["name"]] = base64.b64decode(secret[ref["key"]]).decode()
+        assert environ["HTTPS_PROXY"] == tp.url(("dave", PASSWORD))
+        assert "10.99.0.0/16" in environ["NO_PROXY"] and "kubernetes.default.svc" in environ["NO_PROXY"]
+        cm = json.loads(k.kubectl("get", "configmap", "clusterconnect-config", "-n", "azure-arc", "-o", "json").stdout)
+        assert PASSWORD not in json.dumps(cm) and PASSWORD not in json.dumps(c)
+        cert = [a for a in c["args"] if a.startswith("--proxy-cert=")][0].split("=", 1)[1]
+        local_cert = os.path.join(env.dir, "c2-proxy-ca.pem")
+        with open(local_cert, "wb") as f:
+            f.write(base64.b64decode(secret[os.path.basename(cert)]))
+        ident = json.loads(k.kubectl("get", "secret", "clusterconnect-identity", "-n", "azure-arc", "-o",
+                                     "json").stdout)["data"]
+        key = os.path.join(env.dir, "c2-identity.key")
+        with open(key, "wb") as f:
+            f.write(base64.b64decode(ident["key.pem"]))
+        os.chmod(key, 0o600)
+        before = tp.connects().count("127.0.0.1:%d" % env.hub.port)
+        a = Agent(env, "c2", "--resource-id", cm["data"]["resourceId"], "--identity-key", key,
+                  "--proxy-cert", local_cert, ns=env.ns, environ=environ)
+        assert p.wait(150) == 0, open(out_path).read() + a.text()
+        assert tp.connects().count("127.0.0.1:%d" % env.hub.port) > before
+        assert PASSWORD not in a.text()
+    finally:
+        if p.poll() is None:
+            p.kill()
