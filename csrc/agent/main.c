@@ -175,6 +175,7 @@ static void on_signal(uv_signal_t *s, int signum)
     /* Last: whatever still waits on it (a stream's tunnel) hears "shutting
      * down" and closes. */
     httpc_free(A.http);
+    A.http = NULL; /* later calls (a stream still finishing) fail cleanly */
     uv_close((uv_handle_t *)&tick, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
     uv_close((uv_handle_t *)&sig_term, NULL);

@@ -350,7 +350,8 @@ const pxy_cfg *httpc_proxy(const httpc_t *h)
 
 void httpc_get_stats(const httpc_t *h, httpc_stats *out)
 {
-    *out = h->stats;
+    static const httpc_stats none;
+    *out = h ? h->stats : none;
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
@@ -382,7 +383,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 /* The easy handle with what every call shares; proxy chosen for host. */
 static httpc_req *req_new(httpc_t *h, const char *host, int secure, int direct, unsigned timeout_ms)
 {
-    if (h->freeing)
+    if (!h || h->freeing)
         return NULL;
     httpc_req *r = calloc(1, sizeof *r);
     if (!r)

@@ -65,7 +65,8 @@ void httpc_free(httpc_t *h);
 const pxy_cfg *httpc_proxy(const httpc_t *h);
 
 /* Starts a request. Returns NULL for an unusable URL (not http:// or
- * https://) or when memory ran out; cb is then never called. */
+ * https://), when memory ran out, or when h is NULL or being freed; cb is
+ * then never called. */
 httpc_req *httpc_request(httpc_t *h, const char *url, const httpc_opts *o, httpc_cb cb, void *ud);
 
 /* fd: a connected, non-blocking TCP socket now owned by the callee (close
