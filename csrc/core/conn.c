@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "httpc.h"
 
@@ -667,6 +668,16 @@ conn_t *conn_connect_via(uv_loop_t *loop, httpc_t *via, const char *host, int po
             snprintf(c->sni, sizeof c->sni, "%s", c->host);
     }
     c->state = ST_TUNNEL;
+    if (!strncasecmp(px, "https:", 6)) {
+        /* curl would hold the TLS session to the proxy, so the socket it
+         * hands over could not carry our bytes: refuse, clearly. */
+        snprintf(c->errmsg, sizeof c->errmsg,
+                 "the proxy %s is an https:// proxy; connections that carry their own TLS (the relay's "
+                 "WebSockets) need an http:// proxy URL, whose CONNECT tunnel then carries TLS end to end",
+                 c->via);
+        close_now(c, CONN_EPROXY);
+        return c;
+    }
     if (tls && !(c->tls = tls_sess_new(tls, 0, c->sni))) {
         close_now(c, -ENOMEM);
         return c; /* on_connect/on_close report the failure */

@@ -72,8 +72,11 @@ conn_t *conn_connect(uv_loop_t *loop, const char *host, int port, tls_ctx *tls, 
  * (tls != NULL: the HTTPS proxy): httpc makes the CONNECT tunnel and hands
  * over the socket, then TLS runs end to end over it as with
  * conn_connect; handshake_ms covers the tunnel too. A host the skip list
- * names, or via NULL, is dialled directly. Returns NULL only on
- * allocation failure. */
+ * names, or via NULL, is dialled directly. An https:// proxy is refused
+ * (on_connect reports why): curl would keep the TLS session to the proxy,
+ * and the socket could not carry this connection's own bytes; such
+ * proxies serve httpc_request only. Returns NULL only on allocation
+ * failure. */
 struct httpc;
 conn_t *conn_connect_via(uv_loop_t *loop, struct httpc *via, const char *host, int port, tls_ctx *tls,
                          const char *sni, const conn_cbs *cbs, void *data, const conn_opts *opts);

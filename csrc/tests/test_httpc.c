@@ -4,7 +4,10 @@
  * never answers (deadline), a refused connection, and CONNECT tunnels
  * through an in-process proxy that checks Basic credentials, refuses
  * with 407/403/502 or hangs up: each error names the proxy and never its
- * password. A skipped host is dialled directly. */
+ * password. A skipped host is dialled directly. An https:// proxy is
+ * trusted through the proxy CA bundle (pxy_cfg.ca_file) and refused
+ * without it; tunnels for bytes of our own refuse it clearly. */
+#include "cert.h"
 #include "check.h"
 #include "conn.h"
 #include "http.h"
@@ -75,7 +78,19 @@ static size_t proxy_data(conn_t *c, uint8_t *d, size_t n)
     if (hl == HTTP_INCOMPLETE)
         return 0;
     CHECK(hl > 0);
-    CHECK(http_eq(req.method, req.method_len, "CONNECT"));
+    if (!http_eq(req.method, req.method_len, "CONNECT")) {
+        /* An http:// destination: the proxy answers the absolute-form
+         * request itself (as a caching proxy would), after checking the
+         * credentials like for CONNECT. */
+        CHECK(!strncmp(req.target, "http://", 7));
+        const http_header *pa = http_find(req.headers, req.nheaders, "Proxy-Authorization");
+        const char *a = pa && http_eq(pa->value, pa->value_len, "Basic YWxpY2U6czNjcmV0")
+                            ? "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nproxied"
+                            : "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic "
+                              "realm=\"t\"\r\nContent-Length: 0\r\n\r\n";
+        CHECK_EQ(conn_write(c, a, strlen(a)), 0);
+        return (size_t)hl;
+    }
     proxy_connects++;
     /* "alice:s3cret" */
     const http_header *pa = http_find(req.headers, req.nheaders, "Proxy-Authorization");
@@ -99,6 +114,12 @@ static size_t proxy_data(conn_t *c, uint8_t *d, size_t n)
 }
 
 static const conn_cbs proxy_cbs = {.on_data = proxy_data};
+
+static void on_tls_proxy_conn(uv_stream_t *s, int status)
+{
+    CHECK_EQ(status, 0);
+    conn_accept(s, s->data, &proxy_cbs, NULL, &conn_default_opts);
+}
 
 static void on_proxy_conn(uv_stream_t *s, int status)
 {
@@ -325,12 +346,80 @@ static void tunnels(void)
     CHECK(strstr(t.err, "topsecret") == NULL);
 }
 
+/* The same proxy behind TLS: the CONNECT itself is encrypted to it. */
+static void https_proxy(void)
+{
+    char err[CERT_ERRLEN], dir[] = "/tmp/ck-httpc-XXXXXX";
+    EVP_PKEY *cak, *sk;
+    X509 *ca, *sc;
+    CHECK_EQ(cert_make_ca("proxy CA", 1, &cak, &ca, err), 0);
+    CHECK_EQ(cert_make_leaf(cak, ca, "localhost", "DNS:localhost,IP:127.0.0.1", 1, 1, &sk, &sc, err), 0);
+    char *cp = cert_pem(sc), *kp = cert_key_pem(sk);
+    tls_ctx *stls = tls_server_ctx_mem(cp, kp, NULL, err);
+    CHECK(stls != NULL);
+    CHECK(mkdtemp(dir) != NULL);
+    char ca_file[64];
+    snprintf(ca_file, sizeof ca_file, "%s/ca.pem", dir);
+    CHECK_EQ(cert_write_pem(ca_file, ca, NULL, err), 0);
+    static uv_tcp_t tsrv;
+    char lerr[128];
+    CHECK_EQ(conn_listen(loop, &tsrv, "127.0.0.1", 0, on_tls_proxy_conn, lerr), 0);
+    tsrv.data = stls;
+    char url[200];
+    snprintf(url, sizeof url, "https://alice:s3cret@127.0.0.1:%d", conn_bound_port(&tsrv));
+    proxy_mode = "ok";
+    /* An http:// destination through it, trusted through the proxy CA
+     * bundle and authenticated: the request and its answer cross the TLS
+     * session curl holds with the proxy. */
+    pxy_cfg px;
+    memset(&px, 0, sizeof px);
+    char perr[PXY_ERRLEN];
+    CHECK_EQ(pxy_set_http(&px, url, perr), 0);
+    snprintf(px.ca_file, sizeof px.ca_file, "%s", ca_file);
+    httpc_t *h = httpc_new(loop, &px);
+    const char *ourl = "http://origin.invalid/x";
+    result r = {0};
+    httpc_opts o = {0};
+    CHECK(httpc_request(h, ourl, &o, done, &r) != NULL);
+    while (!r.called)
+        uv_run(loop, UV_RUN_ONCE);
+    CHECK_EQ(r.status, 200);
+    CHECK_STR(r.body, "proxied");
+    /* Without the proxy CA the proxy's certificate is not trusted. */
+    px.ca_file[0] = '\0';
+    httpc_free(h);
+    h = httpc_new(loop, &px);
+    memset(&r, 0, sizeof r);
+    CHECK(httpc_request(h, ourl, &o, done, &r) != NULL);
+    while (!r.called)
+        uv_run(loop, UV_RUN_ONCE);
+    char shown[64];
+    snprintf(shown, sizeof shown, "https://127.0.0.1:%d", conn_bound_port(&tsrv));
+    CHECK(r.status < 0 && strstr(r.err, shown) != NULL && strstr(r.err, "s3cret") == NULL);
+    httpc_free(h);
+    /* A tunnel for bytes of our own cannot go through it: said clearly. */
+    tun t = via(url, NULL, "localhost");
+    CHECK(!t.echoed && strstr(t.err, "https:// proxy") != NULL && strstr(t.err, shown) != NULL);
+    uv_close((uv_handle_t *)&tsrv, NULL);
+    settle();
+    tls_ctx_free(stls);
+    unlink(ca_file);
+    rmdir(dir);
+    free(cp);
+    free(kp);
+    EVP_PKEY_free(cak);
+    EVP_PKEY_free(sk);
+    X509_free(ca);
+    X509_free(sc);
+}
+
 int main(void)
 {
     TEST(setup);
     TEST(answers_and_keepalive);
     TEST(failures);
     TEST(tunnels);
+    TEST(https_proxy);
     uv_close((uv_handle_t *)&srv, NULL);
     uv_close((uv_handle_t *)&psrv, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
