@@ -56,8 +56,9 @@ def load_arguments(self, _):
                         "server is always dialled directly, never through the proxy; in-cluster names "
                         "(kubernetes.default.svc, .svc, .cluster.local) are added.")
         c.argument("proxy_cert", options_list=["--proxy-cert"], validator=validate_proxy_settings,
-                   help="Path to a CA certificate file (PEM) for an https:// proxy's own certificate. TLS to the "
-                        "hub and the relay stays end to end through the proxy's tunnel.")
+                   help="Path to a CA certificate file (PEM) for an https:// proxy's own certificate (the "
+                        "agent's HTTP calls). The relay's WebSockets need an http:// proxy URL: TLS to the hub and "
+                        "the relay stays end to end inside its CONNECT tunnel.")
     for scope in ("connectedk8s enable-features", "connectedk8s disable-features"):
         with self.argument_context(scope) as c:
             c.argument("features", options_list=["--features"], nargs="+", validator=validate_features,
