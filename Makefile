@@ -12,7 +12,7 @@ SHELL := /bin/bash
 CC      ?= cc
 CLANG   ?= clang
 BUILD   ?= build
-PKGS     = libuv libcjson openssl sqlite3 yaml-0.1
+PKGS     = libuv libcjson openssl sqlite3 yaml-0.1 libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 

@@ -15,7 +15,7 @@ def warnings():
 
 
 def pkg_config(*args):
-    out = subprocess.run(["pkg-config", *args, "libuv", "libcjson", "openssl", "yaml-0.1"], capture_output=True, text=True,
+    out = subprocess.run(["pkg-config", *args, "libuv", "libcjson", "openssl", "yaml-0.1", "libcurl"], capture_output=True, text=True,
                          check=True).stdout.split()
     return out
 

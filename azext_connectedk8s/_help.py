@@ -29,7 +29,10 @@ long-summary: >
     that CA bundle is handed to the agent too, to trust the hub. The agent impersonates each Entra caller: members by
     UPN (bind them with kubectl create clusterrolebinding --user=UPN), guests, applications and managed identities by
     object id, groups by object id; --username-claim oid makes every user an object id. The settings land in the
-    ConfigMap azure-arc/clusterconnect-config.
+    ConfigMap azure-arc/clusterconnect-config. Behind a firewall that allows only an HTTP proxy, --proxy-https (and
+    --proxy-http, --proxy-skip-range, --proxy-cert) make the agent reach the hub and its relay through that proxy
+    with CONNECT tunnels (TLS stays end to end); they are kept in the Secret azure-arc/clusterconnect-proxy. The
+    agent reaches the Kubernetes API server directly, never through the proxy, so its address needs no skip entry.
 examples:
   - name: Onboard a connected kubernetes cluster with default kube config and kube context.
     text: az connectedk8s connect -g resourceGroupName -n connectedClusterName
@@ -41,6 +44,8 @@ examples:
     text: az connectedk8s connect -g resourceGroupName -n connectedClusterName --username-claim oid
   - name: Onboard a cluster with the agent image pushed to your own registry.
     text: az connectedk8s connect -g resourceGroupName -n connectedClusterName --agent-image registry.example.com/clusterconnect-agent:0.1.0
+  - name: Onboard a connected kubernetes cluster by specifying the https proxy, http proxy, no proxy with cert settings.
+    text: az connectedk8s connect -g resourceGroupName -n connectedClusterName --proxy-cert /path/to/crt --proxy-https https://proxy-url --proxy-http http://proxy-url --proxy-skip-range excludedIP,excludedCIDR,exampleCIDRfollowed,10.0.0.0/24
 """
 
 helps["connectedk8s proxy"] = """
@@ -53,7 +58,8 @@ long-summary: >
     ('--file -' prints it instead); other clusters, users and contexts in it are kept. The port accepts only the client
     certificate written into that kubeconfig. The relay credential, and the access token of your sign-in when no --token
     is given, are refreshed before they expire. The proxy runs inside the az process; nothing is downloaded and no
-    second local port is opened.
+    second local port is opened. Like az itself, it honours HTTPS_PROXY and NO_PROXY (upper or lower case): the relay
+    is then reached through a CONNECT tunnel of that proxy, with TLS end to end.
 examples:
   - name: Get access to a connected kubernetes cluster.
     text: az connectedk8s proxy -n clusterName -g resourceGroupName

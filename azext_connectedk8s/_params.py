@@ -2,7 +2,7 @@
 from azure.cli.core.commands.parameters import get_enum_type, get_three_state_flag  # noqa: F401
 
 from azext_connectedk8s._validators import (validate_features, validate_identity_prefixes, validate_pool_size,
-                                            validate_port)
+                                            validate_port, validate_proxy_settings)
 
 
 def load_arguments(self, _):
@@ -53,6 +53,20 @@ def load_arguments(self, _):
                         "its nodes reach (such as a one-node test cluster whose API server listens on loopback). "
                         "Each replica's health endpoint is then on a loopback port of its own and unprobed, so that "
                         "both fit on one node.")
+        # Outbound proxy for the agent (the names Microsoft's connect uses).
+        c.argument("proxy_https", options_list=["--proxy-https"], validator=validate_proxy_settings,
+                   help="Http proxy URL to be used for https/wss connections of the agent (to the hub and its "
+                        "relay), e.g. http://[user:password@]proxy.corp:3128. Kept in a Secret in the cluster.")
+        c.argument("proxy_http", options_list=["--proxy-http"], validator=validate_proxy_settings,
+                   help="Http proxy URL to be used for http connections of the agent.")
+        c.argument("proxy_skip_range", options_list=["--proxy-skip-range"], validator=validate_proxy_settings,
+                   help="Comma separated hosts, domains and CIDRs the agent dials without the proxy. The API "
+                        "server is always dialled directly, never through the proxy; in-cluster names "
+                        "(kubernetes.default.svc, .svc, .cluster.local) are added.")
+        c.argument("proxy_cert", options_list=["--proxy-cert"], validator=validate_proxy_settings,
+                   help="Path to a CA certificate file (PEM) for an https:// proxy's own certificate (the "
+                        "agent's HTTP calls). The relay's WebSockets need an http:// proxy URL: TLS to the hub and "
+                        "the relay stays end to end inside its CONNECT tunnel.")
     for scope in ("connectedk8s enable-features", "connectedk8s disable-features"):
         with self.argument_context(scope) as c:
             c.argument("features", options_list=["--features"], nargs="+", validator=validate_features,

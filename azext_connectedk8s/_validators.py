@@ -5,6 +5,8 @@ disable-features) and before the command, so a bad value fails before
 any sign-in or request with an InvalidArgumentValueError that says which
 values are accepted and a recommendation that says what to give instead.
 Validators may normalise the namespace; custom.py then trusts it."""
+import os
+
 from azure.cli.core.azclierror import InvalidArgumentValueError
 
 # What enable-features/disable-features accept, in the order they are
@@ -72,3 +74,38 @@ def validate_identity_prefixes(namespace):
         if v and any(ord(ch) < 0x20 or ord(ch) == 0x7f for ch in v):
             raise _invalid("%s must not contain control characters." % opt,
                            "Give printable text, e.g. %s aad: (or leave it out for none)." % opt)
+
+
+def _proxy_display(url):
+    """scheme://host:port of a proxy URL: never its user or password."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "(a proxy URL)"
+    return "%s://%s" % (scheme, rest.split("/", 1)[0].rpartition("@")[2])
+
+
+def validate_proxy_settings(namespace):
+    """--proxy-https / --proxy-http / --proxy-cert of `connect`: http:// or
+    https:// URLs with a host (a bare host:port gets http://, as curl and
+    the agent read it); messages name the proxy without its password; the
+    CA file must exist and is read into --proxy-cert's place."""
+    for opt, attr in (("--proxy-https", "proxy_https"), ("--proxy-http", "proxy_http")):
+        v = getattr(namespace, attr, None)
+        if not v:
+            continue
+        if "://" not in v:
+            v = "http://" + v
+            setattr(namespace, attr, v)
+        scheme, _, rest = v.partition("://")
+        host = rest.split("/", 1)[0].rpartition("@")[2]
+        if scheme.lower() not in ("http", "https") or not host or any(ch.isspace() for ch in v):
+            raise _invalid("%s must be an http:// or https:// proxy URL with a host; got %s." % (
+                opt, _proxy_display(v)), "Give e.g. %s http://proxy.corp:3128." % opt)
+    cert = getattr(namespace, "proxy_cert", None)
+    if cert and not os.path.isfile(cert):
+        raise _invalid("--proxy-cert %s is not a readable file." % cert,
+                       "Give the path of the proxy's CA certificate (PEM).")
+    if (getattr(namespace, "proxy_skip_range", None) or cert) and not (
+            getattr(namespace, "proxy_https", None) or getattr(namespace, "proxy_http", None)):
+        raise _invalid("--proxy-skip-range and --proxy-cert need --proxy-https or --proxy-http.",
+                       "Add --proxy-https http://proxy.corp:3128.")

@@ -69,7 +69,8 @@ def delete(cmd, resource_group_name, cluster_name, kube_config=None, kube_contex
 
 def connect(cmd, resource_group_name, cluster_name, location="local", kube_config=None, kube_context=None,
             distribution="generic", infrastructure="generic", timeout=600, username_claim="upn", username_prefix="",
-            groups_prefix="", agent_image=None, agent_host_network=False):
+            groups_prefix="", agent_image=None, agent_host_network=False, proxy_https=None, proxy_http=None,
+            proxy_skip_range=None, proxy_cert=None):
     """Creates the resource with a fresh agent identity, installs the agent
     with server-side apply, then waits until the agent reports."""
     from azure.cli.core.azclierror import (AzureResponseError, ResourceNotFoundError, ValidationError)
@@ -96,9 +97,11 @@ def connect(cmd, resource_group_name, cluster_name, location="local", kube_confi
     hub = cmd.cli_ctx.cloud.endpoints.resource_manager.rstrip("/")
     ca = os.environ.get("REQUESTS_CA_BUNDLE")
     ca_pem = open(ca).read() if ca and os.path.isfile(ca) else None
+    proxy_cert_pem = open(proxy_cert).read() if proxy_cert else None  # checked by validate_proxy_settings
     _kube.apply(kube_config, kube_context, _manifests.agent_objects(
         hub, cid, key_pem, ca_pem, username_claim=username_claim, username_prefix=username_prefix,
-        groups_prefix=groups_prefix, image=agent_image, host_network=agent_host_network))
+        groups_prefix=groups_prefix, image=agent_image, host_network=agent_host_network, proxy_https=proxy_https,
+        proxy_http=proxy_http, proxy_skip_range=proxy_skip_range, proxy_cert_pem=proxy_cert_pem))
     logger.warning("Agent installed in namespace %s. Waiting up to %ds for it to report ...",
                    _manifests.NAMESPACE, timeout)
     deadline, last, shown = time.time() + timeout, None, 0.0

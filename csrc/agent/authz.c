@@ -1,16 +1,17 @@
-/* authz: azure-rbac for the agent. Kubernetes request attributes are
- * derived from the request line the way the API server's RequestInfo does,
- * then the hub decides from Azure role assignments (POST
- * /agent/v1/checkaccess, signed with the agent's identity). */
+/* authz: azure-rbac for the agent, with a short decision cache. See
+ * authz.h. */
+#include "authz.h"
+
 #include <cjson/cJSON.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent.h"
-#include "hcli.h"
 #include "http.h"
 #include "json.h"
+#include "log.h"
+#include "sign.h"
 #include "url.h"
 
 /* Next '/'-separated segment of p[0..n) from *off; returns its length. */
@@ -101,43 +102,186 @@ void authz_attrs_of(const char *method, size_t ml, const char *target, size_t tl
     snprintf(out->verb, sizeof out->verb, "%s", v);
 }
 
-typedef struct call {
+typedef struct entry {
+    authz_key key;
+    uint64_t expires_ms; /* 0: empty */
+    int allowed;
+    char level[24];
+    char reason[600];
+} entry;
+
+struct authz_call {
+    agent_t *a;
     authz_cb cb;
     void *ud;
-} call;
+    httpc_req *r;
+    authz_key key;
+    authz_call *prev, *next;
+};
+
+struct authz {
+    entry slots[AUTHZ_CACHE_SLOTS];
+    char version[sizeof((agent_t *)0)->rbac_version];
+    uint64_t hits, misses;
+    authz_call *calls;
+};
+
+static uint64_t now_ms(void)
+{
+    return uv_hrtime() / 1000000;
+}
+
+static struct authz *state(agent_t *a)
+{
+    if (!a->authz)
+        a->authz = calloc(1, sizeof *a->authz);
+    return a->authz;
+}
+
+static int add(EVP_MD_CTX *m, const char *s)
+{
+    return EVP_DigestUpdate(m, s, strlen(s) + 1) == 1 ? 0 : -1; /* the NUL separates fields */
+}
+
+int authz_key_of(const char *user, char **groups, size_t ngroups, int overage, const authz_attrs *at,
+                 authz_key *out)
+{
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    char n[48];
+    snprintf(n, sizeof n, "%d/%d/%zu", overage ? 1 : 0, at->non_resource ? 1 : 0, ngroups);
+    int bad = !m || EVP_DigestInit_ex(m, EVP_sha256(), NULL) != 1 || add(m, user) || add(m, n) ||
+              add(m, at->verb) || add(m, at->group) || add(m, at->resource) || add(m, at->subresource) ||
+              add(m, at->nspace);
+    for (size_t i = 0; i < ngroups && !bad; i++)
+        bad = add(m, groups[i]);
+    unsigned len = 0;
+    bad = bad || EVP_DigestFinal_ex(m, out->d, &len) != 1 || len != sizeof out->d;
+    EVP_MD_CTX_free(m);
+    return bad ? -1 : 0;
+}
+
+/* A different role-assignment version than the cache was filled under
+ * empties it. */
+static void check_version(agent_t *a, struct authz *z)
+{
+    if (!strcmp(z->version, a->rbac_version))
+        return;
+    for (size_t i = 0; i < AUTHZ_CACHE_SLOTS; i++)
+        z->slots[i].expires_ms = 0;
+    snprintf(z->version, sizeof z->version, "%s", a->rbac_version);
+    log_kv(LOG_DEBUG, "authz.cache_flushed", "version", a->rbac_version, NULL);
+}
+
+static entry *slot(struct authz *z, const authz_key *k)
+{
+    size_t i = ((size_t)k->d[0] << 8 | k->d[1]) % AUTHZ_CACHE_SLOTS;
+    return &z->slots[i];
+}
+
+int authz_cache_get(agent_t *a, const authz_key *k, uint64_t now, int *allowed, const char **level,
+                    const char **reason)
+{
+    struct authz *z = state(a);
+    if (!z || !a->cfg.authz_ttl_s)
+        return 0;
+    check_version(a, z);
+    entry *e = slot(z, k);
+    if (!e->expires_ms || now >= e->expires_ms || memcmp(e->key.d, k->d, sizeof k->d))
+        return 0;
+    *allowed = e->allowed;
+    *level = e->level;
+    *reason = e->reason;
+    return 1;
+}
+
+void authz_cache_put(agent_t *a, const authz_key *k, uint64_t now, int allowed, const char *level,
+                     const char *reason)
+{
+    struct authz *z = state(a);
+    if (!z || !a->cfg.authz_ttl_s || allowed < 0)
+        return;
+    check_version(a, z);
+    entry *e = slot(z, k);
+    e->key = *k;
+    e->expires_ms = now + a->cfg.authz_ttl_s * 1000ull;
+    e->allowed = allowed;
+    snprintf(e->level, sizeof e->level, "%s", level);
+    snprintf(e->reason, sizeof e->reason, "%s", reason);
+}
+
+void authz_counts(const agent_t *a, uint64_t *hits, uint64_t *misses)
+{
+    *hits = a->authz ? a->authz->hits : 0;
+    *misses = a->authz ? a->authz->misses : 0;
+}
+
+static void call_unlink(authz_call *c)
+{
+    struct authz *z = c->a->authz;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        z->calls = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+}
 
 static void on_answer(void *ud, int status, const char *body, size_t len, const char *err)
 {
-    call *c = ud;
+    authz_call *c = ud;
+    call_unlink(c);
+    int allowed = -1;
+    const char *level = "", *reason;
+    char why[HTTPC_ERRLEN + 300];
+    cJSON *o = NULL;
     if (status != 200) {
-        char why[300];
         snprintf(why, sizeof why, "the hub could not check access (%s%.*s)", status < 0 ? err : "HTTP ",
                  status < 0 ? 0 : (int)(len > 200 ? 200 : len), body);
-        c->cb(c->ud, -1, "", why);
+        reason = why;
     } else {
-        cJSON *o = cJSON_ParseWithLength(body, len);
+        o = cJSON_ParseWithLength(body, len);
         const cJSON *al = cJSON_GetObjectItemCaseSensitive(o, "allowed");
         const cJSON *lv = cJSON_GetObjectItemCaseSensitive(o, "level");
         const cJSON *re = cJSON_GetObjectItemCaseSensitive(o, "reason");
-        c->cb(c->ud, cJSON_IsBool(al) ? cJSON_IsTrue(al) : -1, cJSON_IsString(lv) ? lv->valuestring : "",
-              cJSON_IsString(re) ? re->valuestring : "malformed answer");
-        cJSON_Delete(o);
+        allowed = cJSON_IsBool(al) ? cJSON_IsTrue(al) : -1;
+        level = cJSON_IsString(lv) ? lv->valuestring : "";
+        reason = cJSON_IsString(re) ? re->valuestring : "malformed answer";
+        if (allowed >= 0)
+            authz_cache_put(c->a, &c->key, now_ms(), allowed, level, reason);
     }
+    c->cb(c->ud, allowed, level, reason);
+    cJSON_Delete(o);
     free(c);
 }
 
-struct hcli *authz_check(agent_t *a, const char *user, char **groups, size_t ngroups, int overage,
-                         const authz_attrs *at, authz_cb cb, void *ud)
+authz_call *authz_check(agent_t *a, const char *user, char **groups, size_t ngroups, int overage,
+                        const authz_attrs *at, authz_cb cb, void *ud, int *cached, authz_result *hit)
 {
-    char *jwt = reg_agent_jwt(a);
-    call *c = calloc(1, sizeof *c);
+    *cached = 0;
+    struct authz *z = state(a);
+    authz_key k;
+    if (!z || authz_key_of(user, groups, ngroups, overage, at, &k) < 0)
+        return NULL;
+    int allowed;
+    const char *level, *reason;
+    if (authz_cache_get(a, &k, now_ms(), &allowed, &level, &reason)) {
+        z->hits++;
+        *cached = 1;
+        hit->allowed = allowed;
+        snprintf(hit->level, sizeof hit->level, "%s", level);
+        snprintf(hit->reason, sizeof hit->reason, "%s", reason);
+        return NULL;
+    }
+    const char *jwt = sign_token(a->sign);
+    authz_call *c = calloc(1, sizeof *c);
     if (!jwt || !c) {
-        free(jwt);
         free(c);
         return NULL;
     }
+    c->a = a;
     c->cb = cb;
     c->ud = ud;
+    c->key = k;
     unsigned mark = json_failures(); /* a question missing an attribute asks something else */
     cJSON *b = cJSON_CreateObject();
     cJSON_AddStringToObject(b, "user", user);
@@ -156,14 +300,39 @@ struct hcli *authz_check(agent_t *a, const char *user, char **groups, size_t ngr
     char url[600], auth[4200];
     snprintf(url, sizeof url, "%s/agent/v1/checkaccess", a->cfg.hub);
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", jwt);
-    free(jwt);
     const char *h[] = {auth, "Content-Type: application/json", NULL};
-    hcli_opts ho = {.max_response = 16 * 1024, .timeout_ms = 10000};
-    hcli_t *r = body
-                    ? hcli_request(a->loop, url, a->hub_tls, "POST", h, body, strlen(body), &ho, on_answer, c)
-                    : NULL;
+    httpc_opts ho = {.method = "POST",
+                     .headers = h,
+                     .body = body,
+                     .body_len = body ? strlen(body) : 0,
+                     .max_response = 16 * 1024,
+                     .timeout_ms = 10000,
+                     .ca_file = a->cfg.relay_ca};
+    c->r = body ? httpc_request(a->http, url, &ho, on_answer, c) : NULL;
     free(body);
-    if (!r)
+    if (!c->r) {
         free(c);
-    return r;
+        return NULL;
+    }
+    z->misses++;
+    c->next = z->calls;
+    if (z->calls)
+        z->calls->prev = c;
+    z->calls = c;
+    return c;
+}
+
+void authz_cancel(authz_call *c)
+{
+    if (!c)
+        return;
+    httpc_cancel(c->r);
+    call_unlink(c);
+    free(c);
+}
+
+void authz_stop(agent_t *a)
+{
+    while (a->authz && a->authz->calls)
+        authz_cancel(a->authz->calls);
 }

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "agent.h"
+#include "channel.h"
 #include "enc.h"
 #include "json.h"
 #include "log.h"
@@ -94,8 +94,8 @@ static void on_message(wsc_t *w, int op, const uint8_t *data, size_t len)
     cJSON *m = cJSON_ParseWithLength((const char *)data, len);
     const cJSON *acc = m ? cJSON_GetObjectItemCaseSensitive(m, "accept") : NULL;
     const cJSON *addr = acc ? cJSON_GetObjectItemCaseSensitive(acc, "address") : NULL;
-    if (cJSON_IsString(addr))
-        fwd_accept(ch->a, addr->valuestring);
+    if (cJSON_IsString(addr) && ch->a->on_accept)
+        ch->a->on_accept(ch->a, addr->valuestring);
     else
         log_kv(LOG_DEBUG, "channel.ignored_message", NULL);
     cJSON_Delete(m);
@@ -133,7 +133,7 @@ static void dial(channel *ch)
     snprintf(url, sizeof url, "%s/$hc/%s?sb-hc-action=listen&sb-hc-id=agent-%d", a->cfg.relay, a->cfg.hc,
              ch->idx);
     const char *hdrs[] = {hdr, NULL};
-    wsc_opts o = {.stream = 0, .max_message = 64 * 1024};
+    wsc_opts o = {.stream = 0, .max_message = 64 * 1024, .via = a->http};
     o.conn = conn_default_opts;
     ch->w = wsc_connect(a->loop, url, a->relay_tls, hdrs, &chan_cbs, ch, &o);
     ch->retry_at = 0;

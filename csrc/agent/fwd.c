@@ -31,13 +31,16 @@
 #include <strings.h>
 #include <time.h>
 
-#include "agent.h"
+#include "fwd.h"
+
+#include "authz.h"
 #include "buf.h"
-#include "hcli.h"
 #include "conn.h"
+#include "creds.h"
 #include "framer.h"
 #include "http.h"
 #include "ident.h"
+#include "jwks.h"
 #include "log.h"
 #include "url.h"
 #include "ws.h"
@@ -61,7 +64,7 @@ typedef struct fwd {
     int pumping, repump;
     int closing;
     /* azure-rbac: the hub's decision for the head at the front of `in` */
-    struct hcli *check;
+    authz_call *check;
     int jwks_waiting, jwks_retried;
     int authz_ready, authz_allowed;
     char authz_level[24], authz_reason[600];
@@ -72,7 +75,7 @@ static void fwd_finish(fwd *f)
     if (f->closing)
         return;
     f->closing = 1;
-    hcli_cancel(f->check);
+    authz_cancel(f->check);
     f->check = NULL;
     if (f->jwks_waiting)
         jwks_forget(f);
@@ -216,7 +219,7 @@ static int forward_head(fwd *f, const http_request *req)
                 return FH_PENDING;
             }
         }
-        if (rc == JWT_ERR_UNKNOWN_KEY && !a->cfg.jwks_url && agent_reload_jwks(a) == 0) { /* file rewritten */
+        if (rc == JWT_ERR_UNKNOWN_KEY && !a->cfg.jwks_url && creds_reload_jwks(a) == 0) { /* file rewritten */
             jwt_claims_free(&cl);
             rc = jwt_verify(tok, tl, &a->keys, &want, &cl, err);
         }
@@ -268,12 +271,23 @@ static int forward_head(fwd *f, const http_request *req)
     if (impersonate && a->azure_rbac && !f->authz_ready) {
         authz_attrs at;
         authz_attrs_of(req->method, req->method_len, req->target, req->target_len, &at);
-        f->check = authz_check(a, oid, cl.groups, cl.ngroups, cl.groups_overage, &at, authz_done, f);
-        jwt_claims_free(&cl);
-        if (!f->check)
-            return refuse(f, 503, "ServiceUnavailable",
-                          "azure-rbac: cannot ask the hub for an access decision", 0);
-        return FH_PENDING;
+        int cached = 0;
+        authz_result hit;
+        f->check =
+            authz_check(a, oid, cl.groups, cl.ngroups, cl.groups_overage, &at, authz_done, f, &cached, &hit);
+        if (cached) {
+            /* A recent decision for the same question (authz.h): no wait. */
+            f->authz_ready = 1;
+            f->authz_allowed = hit.allowed;
+            snprintf(f->authz_level, sizeof f->authz_level, "%s", hit.level);
+            snprintf(f->authz_reason, sizeof f->authz_reason, "%s", hit.reason);
+        } else {
+            jwt_claims_free(&cl);
+            if (!f->check)
+                return refuse(f, 503, "ServiceUnavailable",
+                              "azure-rbac: cannot ask the hub for an access decision", 0);
+            return FH_PENDING;
+        }
     }
     if (impersonate && a->azure_rbac) {
         f->authz_ready = 0;
@@ -308,7 +322,7 @@ static int forward_head(fwd *f, const http_request *req)
             /* Too many groups for the token: ask the configured source
              * rather than refusing the user (Microsoft's agent refuses). */
             char **extra = NULL;
-            int ng = agent_lookup_groups(a, oid, &extra);
+            int ng = creds_lookup_groups(a, oid, &extra);
             if (ng < 0)
                 log_kv(LOG_WARN, "request.groups_overage", "user", user, "oid", oid, "note",
                        a->cfg.groups_file ? "no entry in the groups file" : "no --groups-file configured",
@@ -319,7 +333,7 @@ static int forward_head(fwd *f, const http_request *req)
                 bad = bad || put(out, &o, line, (size_t)n);
             }
             if (ng > 0)
-                agent_free_groups(extra, ng);
+                creds_free_groups(extra, ng);
         }
     }
     bad = bad || put(out, &o, "\r\n", 2);
@@ -544,7 +558,7 @@ void fwd_accept(agent_t *a, const char *address)
     f->a = a;
     buf_init(&f->in, IN_MAX);
     framer_init(&f->fr);
-    wsc_opts o = {.stream = 1};
+    wsc_opts o = {.stream = 1, .via = a->http};
     o.conn = conn_default_opts;
     f->ws = wsc_connect(a->loop, address, a->relay_tls, NULL, &ws_cbs, f, &o);
     if (!f->ws) {
@@ -553,6 +567,7 @@ void fwd_accept(agent_t *a, const char *address)
         free(f);
         return;
     }
+    /* The API server is dialled directly, never through the proxy. */
     f->up = conn_connect(a->loop, a->api_host, a->api_port, a->api_tls, NULL, &up_cbs, f, NULL);
     if (!f->up)
         fwd_finish(f); /* out of memory: the rendezvous closes unanswered */

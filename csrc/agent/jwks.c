@@ -1,15 +1,11 @@
-/* jwks: the trusted issuer's keys fetched from a URL (--jwks-url), as
- * Entra and other OIDC providers publish them. Fetched at start, every
- * hour, and when a token names a key the agent does not have (at most
- * once per 10 s): requests holding such a token wait for the fetch rather
- * than getting a 401 during a key rotation. */
+/* jwks: keys from --jwks-url. See jwks.h. */
+#include "jwks.h"
+
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent.h"
-#include "hcli.h"
 #include "log.h"
 
 #define MAX_WAITERS 512
@@ -22,7 +18,7 @@ typedef struct waiter {
 } waiter;
 
 static struct {
-    hcli_t *inflight;
+    httpc_req *inflight;
     uint64_t last_ms;
     waiter w[MAX_WAITERS];
     size_t nw;
@@ -68,6 +64,8 @@ static void on_keys(void *ud, int status, const char *body, size_t len, const ch
     } else {
         char st[16];
         snprintf(st, sizeof st, "%d", status);
+        if (status > 0)
+            err = "not 200";
         log_kv(LOG_WARN, "jwks.fetch_failed", "url", a->cfg.jwks_url, "status", st, "error", err, NULL);
     }
     wake_all(ok);
@@ -77,8 +75,8 @@ static void fetch(agent_t *a)
 {
     if (J.inflight)
         return;
-    hcli_opts o = {.max_response = 1u << 20, .timeout_ms = 10000};
-    J.inflight = hcli_request(a->loop, a->cfg.jwks_url, a->jwks_tls, "GET", NULL, NULL, 0, &o, on_keys, a);
+    httpc_opts o = {.max_response = 1u << 20, .timeout_ms = 10000, .ca_file = a->cfg.jwks_ca};
+    J.inflight = httpc_request(a->http, a->cfg.jwks_url, &o, on_keys, a);
     if (!J.inflight) {
         J.last_ms = now_ms();
         log_kv(LOG_ERROR, "jwks.url", "error", "invalid --jwks-url", NULL);
@@ -115,4 +113,11 @@ void jwks_forget(void *ud)
             J.w[i] = J.w[--J.nw];
             i--;
         }
+}
+
+void jwks_stop(void)
+{
+    httpc_cancel(J.inflight);
+    J.inflight = NULL;
+    J.nw = 0;
 }

@@ -1,7 +1,7 @@
 /* clusterconnect-agent: dials out to a Hybrid Connections relay as a
  * listener and serves each accepted stream as the verified caller against
- * the Kubernetes API server. Flags and start-up live here; channel.c and
- * fwd.c do the work. */
+ * the Kubernetes API server. Flags, start-up and the health endpoint live
+ * here; agent.h lists the modules that do the work. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,10 +11,19 @@
 #include <cjson/cJSON.h>
 
 #include "agent.h"
+#include "authz.h"
+#include "channel.h"
 #include "conn.h"
+#include "creds.h"
+#include "fwd.h"
 #include "http.h"
+#include "httpc.h"
+#include "jwks.h"
 #include "json.h"
 #include "log.h"
+#include "pxy.h"
+#include "reg.h"
+#include "sign.h"
 #include "url.h"
 
 #define AGENT_VERSION "0.1.0"
@@ -39,6 +48,15 @@ static const char usage[] =
     "  --channels N             control channels to keep open (default 2)\n"
     "  --token-ttl SECONDS      listen token lifetime, renewed before expiry (default 3600)\n"
     "  --ping-interval SECONDS  ping idle channels; 3 silent intervals = dead (default 30)\n"
+    "Outbound proxy (the relay, the hub, --jwks-url; never the API server):\n"
+    "  --proxy-https URL        http://[USER:PASSWORD@]HOST:PORT for https/wss destinations\n"
+    "                           (default $https_proxy or $HTTPS_PROXY, else $ALL_PROXY)\n"
+    "  --proxy-http URL         the same for http/ws destinations (default $http_proxy, $HTTP_PROXY)\n"
+    "  --proxy-skip-range LIST  hosts, domains and CIDRs dialled directly, comma separated\n"
+    "                           (added to $NO_PROXY; the API server is always direct)\n"
+    "  --proxy-cert FILE        CA bundle for an https:// proxy's own certificate (HTTP calls;\n"
+    "                           the relay's WebSockets need an http:// proxy: CONNECT tunnels\n"
+    "                           with TLS end to end inside)\n"
     "API server:\n"
     "  --apiserver URL          default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT\n"
     "  --apiserver-ca FILE      default /var/run/secrets/kubernetes.io/serviceaccount/ca.crt\n"
@@ -59,6 +77,8 @@ static const char usage[] =
     "                           the object id. Applications and guests are their object id\n"
     "  --username-prefix STR    put in front of every impersonated user name (default none)\n"
     "  --groups-prefix STR      put in front of every impersonated group (default none)\n"
+    "  --authz-cache-ttl SEC    reuse an azure-rbac allow/deny this long (default 10; 0: off);\n"
+    "                           a change of role assignments at the hub drops it at once\n"
     "Other:\n"
     "  --NAME=VALUE             the same as --NAME VALUE\n"
     "  --config FILE            JSON object of these options without the dashes, e.g.\n"
@@ -73,96 +93,6 @@ static uv_timer_t tick;
 static uv_signal_t sig_int, sig_term;
 static uv_tcp_t health;
 
-static int read_file(const char *path, char *out, size_t cap)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    size_t n = fread(out, 1, cap - 1, f);
-    int big = !feof(f);
-    fclose(f);
-    if (big)
-        return -1;
-    while (n && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
-        n--;
-    out[n] = '\0';
-    return (int)n;
-}
-
-int agent_reload_token(agent_t *a)
-{
-    char t[sizeof a->token];
-    if (read_file(a->cfg.token_file, t, sizeof t) <= 0)
-        return -1;
-    memcpy(a->token, t, sizeof t);
-    return 0;
-}
-
-int agent_reload_jwks(agent_t *a)
-{
-    if (!a->cfg.jwks_file)
-        return -1;
-    static char buf[1 << 20];
-    char err[JWT_ERRLEN];
-    if (read_file(a->cfg.jwks_file, buf, sizeof buf) < 0)
-        return -1;
-    jwt_keyset ks;
-    if (jwt_keyset_parse(buf, strlen(buf), &ks, err) < 0) {
-        log_kv(LOG_ERROR, "jwks.invalid", "file", a->cfg.jwks_file, "error", err, NULL);
-        return -1;
-    }
-    jwt_keyset_free(&a->keys);
-    a->keys = ks;
-    return 0;
-}
-
-#define GROUPS_FILE_MAX (8 << 20)
-
-int agent_lookup_groups(agent_t *a, const char *oid, char ***out)
-{
-    *out = NULL;
-    if (!a->cfg.groups_file)
-        return -1;
-    char *buf = malloc(GROUPS_FILE_MAX);
-    if (!buf)
-        return -1;
-    int n = read_file(a->cfg.groups_file, buf, GROUPS_FILE_MAX);
-    cJSON *root = n > 0 ? cJSON_ParseWithLength(buf, (size_t)n) : NULL;
-    free(buf);
-    const cJSON *arr = root ? cJSON_GetObjectItemCaseSensitive(root, oid) : NULL;
-    int cnt = -1;
-    if (cJSON_IsArray(arr) && cJSON_GetArraySize(arr) <= JWT_MAX_GROUPS &&
-        (*out = calloc((size_t)cJSON_GetArraySize(arr) + 1, sizeof(char *)))) {
-        cnt = 0;
-        const cJSON *g;
-        cJSON_ArrayForEach (g, arr) {
-            if (!cJSON_IsString(g) || strlen(g->valuestring) >= 256)
-                continue;
-            if (!((*out)[cnt] = strdup(g->valuestring))) {
-                /* Fewer groups would impersonate a different user. */
-                agent_free_groups(*out, cnt);
-                cnt = -1;
-                break;
-            }
-            cnt++;
-        }
-        if (cnt <= 0) {
-            if (cnt == 0)
-                free(*out);
-            *out = NULL;
-        }
-    }
-    cJSON_Delete(root);
-    return cnt;
-}
-
-void agent_free_groups(char **g, int n)
-{
-    for (int i = 0; i < n; i++)
-        free(g[i]);
-    free(g);
-}
-
 static void on_tick(uv_timer_t *t)
 {
     static unsigned n;
@@ -171,7 +101,7 @@ static void on_tick(uv_timer_t *t)
         channel_tick(&A);
     reg_tick(&A);
     jwks_tick(&A);
-    if (++n % 30 == 0 && agent_reload_token(&A) < 0)
+    if (++n % 30 == 0 && creds_reload_token(&A) < 0)
         log_kv(LOG_WARN, "token.reload_failed", "file", A.cfg.token_file, NULL);
 }
 
@@ -192,11 +122,25 @@ static size_t health_data(conn_t *c, uint8_t *d, size_t n)
         status = A.channels_up > 0 ? 200 : 503;
         snprintf(body, sizeof body, "%s\n", A.channels_up > 0 ? "ok" : "no relay channel is up");
     } else if (http_eq(req.target, req.target_len, "/metrics")) {
+        httpc_stats hs;
+        uint64_t hits, misses;
+        httpc_get_stats(A.http, &hs);
+        authz_counts(&A, &hits, &misses);
+        /* Counts only: no proxy URL (it may hold credentials) appears. */
         snprintf(body, sizeof body,
                  "# TYPE agent_channels_up gauge\nagent_channels_up %d\n"
                  "# TYPE agent_streams_total counter\nagent_streams_total %llu\n"
-                 "# TYPE agent_requests_total counter\nagent_requests_total %llu\n",
-                 A.channels_up, (unsigned long long)A.streams, (unsigned long long)A.requests);
+                 "# TYPE agent_requests_total counter\nagent_requests_total %llu\n"
+                 "# TYPE agent_http_requests_total counter\nagent_http_requests_total %llu\n"
+                 "# TYPE agent_http_connects_total counter\nagent_http_connects_total %llu\n"
+                 "# TYPE agent_http_failures_total counter\nagent_http_failures_total %llu\n"
+                 "# TYPE agent_tunnels_total counter\nagent_tunnels_total %llu\n"
+                 "# TYPE agent_authz_cache_hits_total counter\nagent_authz_cache_hits_total %llu\n"
+                 "# TYPE agent_authz_checks_total counter\nagent_authz_checks_total %llu\n"
+                 "# TYPE agent_jwt_signed_total counter\nagent_jwt_signed_total %llu\n",
+                 A.channels_up, (unsigned long long)A.streams, (unsigned long long)A.requests, hs.requests,
+                 hs.connects, hs.failures, hs.tunnels, (unsigned long long)hits, (unsigned long long)misses,
+                 (unsigned long long)sign_count(A.sign));
     } else {
         status = 404;
         snprintf(body, sizeof body, "not found\n");
@@ -226,7 +170,13 @@ static void on_signal(uv_signal_t *s, int signum)
     (void)s;
     log_kv(LOG_INFO, "agent.stop", "signal", signum == SIGINT ? "SIGINT" : "SIGTERM", NULL);
     reg_stop(&A);
+    authz_stop(&A);
+    jwks_stop();
     channel_stop_all(&A);
+    /* Last: whatever still waits on it (a stream's tunnel) hears "shutting
+     * down" and closes. */
+    httpc_free(A.http);
+    A.http = NULL; /* later calls (a stream still finishing) fail cleanly */
     uv_close((uv_handle_t *)&tick, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
     uv_close((uv_handle_t *)&sig_term, NULL);
@@ -246,7 +196,7 @@ static int config_argv(int *argc, char ***argv)
     if (!path)
         return 0;
     static char text[CONFIG_MAX];
-    if (read_file(path, text, sizeof text) <= 0) {
+    if (creds_read_file(path, text, sizeof text) <= 0) {
         fprintf(stderr, "clusterconnect-agent: cannot read --config %s (missing, empty or over 1 MiB)\n",
                 path);
         return -1;
@@ -343,7 +293,8 @@ int main(int argc, char **argv)
     c->token_ttl = 3600;
     c->ping_ms = 30000;
     c->token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token";
-    const char *jwks_ca = NULL;
+    c->authz_ttl_s = AUTHZ_DEFAULT_TTL_S;
+    const char *px_https = NULL, *px_http = NULL, *px_skip = NULL, *px_cert = NULL;
     json_init(NULL); /* before any cJSON use: trees that lost a member are refused */
     if (split_eq_argv(&argc, &argv) < 0 || config_argv(&argc, &argv) < 0)
         return 2;
@@ -397,7 +348,24 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--jwks-url")) {
             c->jwks_url = argv[i = need(i, argc, a)];
         } else if (!strcmp(a, "--jwks-ca")) {
-            jwks_ca = argv[i = need(i, argc, a)];
+            c->jwks_ca = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--proxy-https")) {
+            px_https = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--proxy-http")) {
+            px_http = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--proxy-skip-range")) {
+            px_skip = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--proxy-cert")) {
+            px_cert = argv[i = need(i, argc, a)];
+        } else if (!strcmp(a, "--authz-cache-ttl")) {
+            const char *v = argv[i = need(i, argc, a)];
+            char *end;
+            long t = strtol(v, &end, 10);
+            if (*v < '0' || *v > '9' || *end || t > 3600) {
+                fprintf(stderr, "clusterconnect-agent: --authz-cache-ttl wants 0..3600 seconds\n");
+                return 2;
+            }
+            c->authz_ttl_s = (unsigned)t;
         } else if (!strcmp(a, "--config")) {
             i = need(i, argc, a); /* read before the other flags (config_argv) */
         } else if (!strcmp(a, "--groups-file")) {
@@ -437,7 +405,7 @@ int main(int argc, char **argv)
     }
     static char key[512];
     if (key_file) {
-        if (read_file(key_file, key, sizeof key) <= 0) {
+        if (creds_read_file(key_file, key, sizeof key) <= 0) {
             fprintf(stderr, "clusterconnect-agent: cannot read --key-file %s\n", key_file);
             return 1;
         }
@@ -471,11 +439,27 @@ int main(int argc, char **argv)
     }
     memcpy(A.api_host, u.host.p, u.host.n);
     A.api_port = u.port;
-    if (agent_reload_token(&A) < 0) {
+    /* The environment first, then the flags (which win). The API server is
+     * never dialled through the proxy (fwd.c and reg.c's /version go
+     * direct), without a skip entry: a skip entry names a host, and the
+     * hub may share the API server's host on another port. */
+    char perr[PXY_ERRLEN];
+    pxy_from_env(&A.proxy);
+    if ((px_https && pxy_set_https(&A.proxy, px_https, perr) < 0) ||
+        (px_http && pxy_set_http(&A.proxy, px_http, perr) < 0) ||
+        (px_skip && pxy_add_skip(&A.proxy, px_skip, perr) < 0)) {
+        fprintf(stderr, "clusterconnect-agent: %s\n", perr);
+        return 2;
+    }
+    if (px_cert)
+        snprintf(A.proxy.ca_file, sizeof A.proxy.ca_file, "%s", px_cert);
+    c->api_ca = api_ca;
+    c->relay_ca = relay_ca;
+    if (creds_reload_token(&A) < 0) {
         fprintf(stderr, "clusterconnect-agent: cannot read the agent's token from %s\n", c->token_file);
         return 1;
     }
-    if (c->issuer && c->jwks_file && !c->jwks_url && agent_reload_jwks(&A) < 0) {
+    if (c->issuer && c->jwks_file && !c->jwks_url && creds_reload_jwks(&A) < 0) {
         fprintf(stderr, "clusterconnect-agent: cannot load keys from --jwks-file %s\n", c->jwks_file);
         return 1;
     }
@@ -486,10 +470,6 @@ int main(int argc, char **argv)
         return 1;
     }
     tls_ctx_set_alpn(A.api_tls, "http/1.1"); /* kubectl's HTTP/1.1 stream goes through unchanged */
-    if (c->jwks_url && !(A.jwks_tls = tls_client_ctx(jwks_ca, NULL, NULL, err))) {
-        fprintf(stderr, "clusterconnect-agent: %s\n", err);
-        return 1;
-    }
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
     A.loop = uv_default_loop();
@@ -498,7 +478,25 @@ int main(int argc, char **argv)
         uv_close((uv_handle_t *)&health, NULL); /* conn_listen's contract */
         return 1;
     }
-    A.hub_tls = A.relay_tls;
+    if (!(A.http = httpc_new(A.loop, &A.proxy))) {
+        fprintf(stderr, "clusterconnect-agent: cannot initialise libcurl\n");
+        return 1;
+    }
+    A.on_accept = fwd_accept;
+    char shown_s[PXY_URL_MAX] = "direct", shown_h[PXY_URL_MAX] = "direct";
+    if (A.proxy.https[0])
+        pxy_display(A.proxy.https, shown_s, sizeof shown_s);
+    if (A.proxy.http[0])
+        pxy_display(A.proxy.http, shown_h, sizeof shown_h);
+    if (A.proxy.https[0] || A.proxy.http[0])
+        log_kv(LOG_INFO, "agent.proxy", "https", shown_s, "http", shown_h, "skip", A.proxy.skip, NULL);
+    if (c->hub) {
+        char serr[256];
+        if (!(A.sign = sign_open(c->identity_key, c->resource_id, c->hub, serr))) {
+            fprintf(stderr, "clusterconnect-agent: %s\n", serr);
+            return 1;
+        }
+    }
     if (c->issuer && c->jwks_url)
         jwks_start(&A);
     if (c->hub) {
@@ -525,6 +523,9 @@ int main(int argc, char **argv)
                c->relay, c->hc, c->channels, hh, conn_bound_port(&health));
     uv_run(A.loop, UV_RUN_DEFAULT);
     jwt_keyset_free(&A.keys);
+    creds_close();
+    sign_close(A.sign);
+    free(A.authz);
     tls_ctx_free(A.relay_tls);
     tls_ctx_free(A.api_tls);
     return 0;

@@ -7,26 +7,28 @@
  * hybrid connection, carries a fresh Listen token (channel.c renews with
  * it) and the feature switches: cluster-connect decides whether the
  * channels are open, azure-rbac whether fwd.c asks the hub before each
- * impersonated request. A failed call is retried with backoff; the
- * channels keep running on the token they have. */
+ * impersonated request, and roleAssignmentsVersion (when the hub sends
+ * it) lets authz.c drop cached decisions as soon as role assignments
+ * change. A failed call is retried with backoff; the channels keep
+ * running on the token they have. Calls go over httpc: kept alive,
+ * through the proxy settings; /version on the API server goes direct. */
+#include "reg.h"
+
 #include <cjson/cJSON.h>
-#include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "agent.h"
-#include "enc.h"
-#include "hcli.h"
+#include "channel.h"
 #include "json.h"
 #include "log.h"
+#include "sign.h"
 
 #define AGENT_VERSION "0.1.0"
 
 typedef struct reg {
-    EVP_PKEY *key;
-    hcli_t *inflight, *version_call;
+    httpc_req *inflight, *version_call;
     uint64_t next_ms;
     unsigned backoff_s;
     unsigned interval_s;
@@ -36,34 +38,6 @@ typedef struct reg {
 static uint64_t now_ms(void)
 {
     return uv_hrtime() / 1000000;
-}
-
-char *reg_agent_jwt(agent_t *a)
-{
-    reg *r = a->reg;
-    char jti[37];
-    enc_uuid4(jti);
-    int64_t now = (int64_t)time(NULL);
-    unsigned mark = json_failures(); /* never sign claims that lost one (no "exp") */
-    cJSON *c = cJSON_CreateObject();
-    char aud[600];
-    snprintf(aud, sizeof aud, "%s/agent", a->cfg.hub);
-    cJSON_AddStringToObject(c, "iss", a->cfg.resource_id);
-    cJSON_AddStringToObject(c, "sub", a->cfg.resource_id);
-    cJSON_AddStringToObject(c, "aud", aud);
-    cJSON_AddNumberToObject(c, "iat", (double)now);
-    cJSON_AddNumberToObject(c, "nbf", (double)now);
-    cJSON_AddNumberToObject(c, "exp", (double)(now + 300));
-    cJSON_AddStringToObject(c, "jti", jti);
-    char *payload = json_print(c, mark, 0);
-    cJSON_Delete(c);
-    char *tok = malloc(4096);
-    if (!payload || !tok || jwt_sign_rs256(r->key, "agent", payload, tok, 4096) < 0) {
-        free(tok);
-        tok = NULL;
-    }
-    free(payload);
-    return tok;
 }
 
 static void retry_later(agent_t *a, const char *why)
@@ -100,6 +74,13 @@ static void apply(agent_t *a, const cJSON *o)
     }
     snprintf(a->hub_token, sizeof a->hub_token, "%s", tok->valuestring);
     a->hub_token_exp = (int64_t)exp->valuedouble;
+    const cJSON *rv = cJSON_GetObjectItemCaseSensitive(o, "roleAssignmentsVersion");
+    if (cJSON_IsString(rv) && strlen(rv->valuestring) < sizeof a->rbac_version &&
+        strcmp(rv->valuestring, a->rbac_version)) {
+        if (a->rbac_version[0])
+            log_kv(LOG_INFO, "reg.role_assignments_changed", "version", rv->valuestring, NULL);
+        snprintf(a->rbac_version, sizeof a->rbac_version, "%s", rv->valuestring);
+    }
     r->interval_s = cJSON_IsNumber(hb) && hb->valuedouble >= 1 ? (unsigned)hb->valuedouble : 60;
     int cc = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(f, "clusterConnect"));
     int rbac = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "azureRbac"));
@@ -186,15 +167,16 @@ static void fetch_version(agent_t *a)
     snprintf(url, sizeof url, "%s/version", a->cfg.apiserver);
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", a->token);
     const char *h[] = {auth, NULL};
-    hcli_opts ho = {.max_response = 64 * 1024, .timeout_ms = 3000};
-    r->version_call = hcli_request(a->loop, url, a->api_tls, "GET", h, NULL, 0, &ho, on_version, a);
+    httpc_opts ho = {
+        .headers = h, .max_response = 64 * 1024, .timeout_ms = 3000, .ca_file = a->cfg.api_ca, .direct = 1};
+    r->version_call = httpc_request(a->http, url, &ho, on_version, a);
 }
 
 static void heartbeat(agent_t *a)
 {
     reg *r = a->reg;
     fetch_version(a);
-    char *jwt = reg_agent_jwt(a);
+    const char *jwt = sign_token(a->sign);
     if (!jwt) {
         retry_later(a, "cannot sign the agent token with --identity-key");
         return;
@@ -202,7 +184,6 @@ static void heartbeat(agent_t *a)
     char url[600], auth[4200];
     snprintf(url, sizeof url, "%s/agent/v1/heartbeat", a->cfg.hub);
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", jwt);
-    free(jwt);
     unsigned mark = json_failures();
     cJSON *b = cJSON_CreateObject();
     cJSON_AddStringToObject(b, "agentVersion", AGENT_VERSION);
@@ -215,8 +196,14 @@ static void heartbeat(agent_t *a)
         return;
     }
     const char *h[] = {auth, "Content-Type: application/json", NULL};
-    hcli_opts ho = {.max_response = 64 * 1024, .timeout_ms = 15000};
-    r->inflight = hcli_request(a->loop, url, a->hub_tls, "POST", h, body, strlen(body), &ho, on_heartbeat, a);
+    httpc_opts ho = {.method = "POST",
+                     .headers = h,
+                     .body = body,
+                     .body_len = strlen(body),
+                     .max_response = 64 * 1024,
+                     .timeout_ms = 15000,
+                     .ca_file = a->cfg.relay_ca};
+    r->inflight = httpc_request(a->http, url, &ho, on_heartbeat, a);
     free(body);
     if (!r->inflight)
         retry_later(a, "bad --hub URL");
@@ -224,22 +211,15 @@ static void heartbeat(agent_t *a)
 
 int reg_start(agent_t *a, char err[256])
 {
-    FILE *f = fopen(a->cfg.identity_key, "r");
-    EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
-    if (f)
-        fclose(f);
-    if (!k || EVP_PKEY_get_base_id(k) != EVP_PKEY_RSA) {
-        snprintf(err, 256, "--identity-key %s is not an RSA private key (PEM)", a->cfg.identity_key);
-        EVP_PKEY_free(k);
+    if (!a->sign) {
+        snprintf(err, 256, "registered mode needs --identity-key");
         return -1;
     }
     a->reg = calloc(1, sizeof(reg));
     if (!a->reg) {
-        EVP_PKEY_free(k);
         snprintf(err, 256, "out of memory");
         return -1;
     }
-    a->reg->key = k;
     a->hub_mode = 1;
     a->cfg.relay = a->relay_buf;
     a->cfg.hc = a->hc_buf;
@@ -263,7 +243,7 @@ void reg_stop(agent_t *a)
     reg *r = a->reg;
     if (!r)
         return;
-    hcli_cancel(r->inflight);
-    hcli_cancel(r->version_call);
+    httpc_cancel(r->inflight);
+    httpc_cancel(r->version_call);
     r->inflight = r->version_call = NULL;
 }

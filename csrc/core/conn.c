@@ -2,9 +2,13 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+#include "httpc.h"
 
 const conn_opts conn_default_opts = {
     .in_max = 64 * 1024,
@@ -15,7 +19,8 @@ const conn_opts conn_default_opts = {
     .handshake_ms = 10000,
 };
 
-enum { ST_RESOLVING, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_LINGER, ST_CLOSED };
+/* ST_TUNNEL: httpc is dialling (through a proxy or not), conn_connect_via. */
+enum { ST_TUNNEL, ST_RESOLVING, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_LINGER, ST_CLOSED };
 
 #define RX_SIZE (64 * 1024)
 #define LINGER_MS 1000
@@ -47,6 +52,8 @@ struct conn {
     char peer[64];
     char peer_ip[48];
     int peer_port;
+    httpc_req *tun;        /* the pending dial of conn_connect_via */
+    char via[PXY_URL_MAX]; /* the proxy it goes through, for sentences (no credentials) */
     char errmsg[TLS_ERRLEN];
     uint8_t rx[RX_SIZE];
 };
@@ -110,6 +117,11 @@ static void close_now(conn_t *c, int err)
     c->close_err = err;
     if (was == ST_RESOLVING)
         uv_cancel((uv_req_t *)&c->gai);
+    if (was == ST_TUNNEL && c->tun) {
+        httpc_cancel(c->tun); /* its callback will not come */
+        c->tun = NULL;
+        c->reqs--;
+    }
     if (c->is_client && was < ST_OPEN && c->cbs->on_connect)
         c->cbs->on_connect(c, err ? err : UV_ECANCELED);
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -262,6 +274,11 @@ static void on_timer(uv_timer_t *t)
     case ST_CLOSING:
     case ST_LINGER: close_now(c, c->close_err); break;
     case ST_CLOSED: break;
+    case ST_TUNNEL:
+        snprintf(c->errmsg, sizeof c->errmsg, "no connection to %s:%d through the proxy %s within %u ms",
+                 c->host, c->port, c->via, c->o.handshake_ms);
+        close_now(c, UV_ETIMEDOUT);
+        break;
     default:
         snprintf(c->errmsg, sizeof c->errmsg, "connection or TLS handshake timed out");
         close_now(c, UV_ETIMEDOUT);
@@ -503,6 +520,22 @@ conn_t *conn_accept(uv_stream_t *server, tls_ctx *tls, const conn_cbs *cbs, void
     return c;
 }
 
+/* TCP is up (directly or through a tunnel): TLS next, or open. */
+static void connected(conn_t *c)
+{
+    uv_tcp_nodelay(&c->tcp, 1);
+    fill_peer(c);
+    if (c->tls) {
+        c->state = ST_HANDSHAKE;
+        update_reading(c);
+        handshake(c);
+    } else {
+        become_open(c); /* the state must be open before reading starts */
+        if (c->state == ST_OPEN)
+            update_reading(c);
+    }
+}
+
 static void on_tcp_connect(uv_connect_t *r, int status)
 {
     conn_t *c = r->data;
@@ -518,17 +551,7 @@ static void on_tcp_connect(uv_connect_t *r, int status)
         finalize(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
-    fill_peer(c);
-    if (c->tls) {
-        c->state = ST_HANDSHAKE;
-        update_reading(c);
-        handshake(c);
-    } else {
-        become_open(c); /* the state must be open before reading starts */
-        if (c->state == ST_OPEN)
-            update_reading(c);
-    }
+    connected(c);
 }
 
 static void on_resolved(uv_getaddrinfo_t *r, int status, struct addrinfo *ai)
@@ -594,6 +617,79 @@ conn_t *conn_connect(uv_loop_t *loop, const char *host, int port, tls_ctx *tls, 
     int rc = uv_getaddrinfo(loop, &c->gai, on_resolved, c->host, port_s, &hints);
     if (rc < 0) {
         close_now(c, rc);
+        return c;
+    }
+    c->reqs++;
+    return c;
+}
+
+static void on_tunnel(void *ud, int fd, const char *err)
+{
+    conn_t *c = ud;
+    c->tun = NULL;
+    c->reqs--;
+    if (fd < 0) {
+        snprintf(c->errmsg, sizeof c->errmsg, "%s", err);
+        close_now(c, CONN_EPROXY);
+        finalize(c);
+        return;
+    }
+    int rc = uv_tcp_open(&c->tcp, fd);
+    if (rc < 0) {
+        close(fd);
+        close_now(c, rc);
+        finalize(c);
+        return;
+    }
+    connected(c);
+}
+
+conn_t *conn_connect_via(uv_loop_t *loop, httpc_t *via, const char *host, int port, tls_ctx *tls,
+                         const char *sni, const conn_cbs *cbs, void *data, const conn_opts *opts)
+{
+    const char *px = via ? pxy_for(httpc_proxy(via), tls != NULL, host) : NULL;
+    if (!px)
+        return conn_connect(loop, host, port, tls, sni, cbs, data, opts);
+    conn_t *c = conn_new(loop, cbs, data, opts);
+    if (!c)
+        return NULL;
+    c->is_client = 1;
+    c->port = port;
+    snprintf(c->host, sizeof c->host, "%s", host);
+    snprintf(c->sni, sizeof c->sni, "%s", sni ? sni : host);
+    pxy_display(px, c->via, sizeof c->via);
+    if (c->host[0] == '[') {
+        size_t l = strlen(c->host);
+        if (l > 2 && c->host[l - 1] == ']') {
+            memmove(c->host, c->host + 1, l - 2);
+            c->host[l - 2] = '\0';
+        }
+        if (!sni)
+            snprintf(c->sni, sizeof c->sni, "%s", c->host);
+    }
+    c->state = ST_TUNNEL;
+    if (!strncasecmp(px, "https:", 6)) {
+        /* curl would hold the TLS session to the proxy, so the socket it
+         * hands over could not carry our bytes: refuse, clearly. */
+        snprintf(c->errmsg, sizeof c->errmsg,
+                 "the proxy %s is an https:// proxy; connections that carry their own TLS (the relay's "
+                 "WebSockets) need an http:// proxy URL, whose CONNECT tunnel then carries TLS end to end",
+                 c->via);
+        close_now(c, CONN_EPROXY);
+        return c;
+    }
+    if (tls && !(c->tls = tls_sess_new(tls, 0, c->sni))) {
+        close_now(c, -ENOMEM);
+        return c; /* on_connect/on_close report the failure */
+    }
+    arm_timer(c, c->o.handshake_ms);
+    /* httpc's own deadline is a little shorter, so that its sentence (which
+     * says what the proxy did) is the one reported. */
+    unsigned t = c->o.handshake_ms > 200 ? c->o.handshake_ms - 100 : c->o.handshake_ms;
+    c->tun = httpc_tunnel(via, c->host, port, tls != NULL, t, on_tunnel, c);
+    if (!c->tun) {
+        snprintf(c->errmsg, sizeof c->errmsg, "cannot start a connection through the proxy %s", c->via);
+        close_now(c, CONN_EPROXY);
         return c;
     }
     c->reqs++;

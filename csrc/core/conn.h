@@ -45,6 +45,8 @@ typedef struct conn_cbs {
 } conn_cbs;
 
 #define CONN_ETLS (-10001)
+/* The proxy refused or failed the tunnel (conn_error says how). */
+#define CONN_EPROXY (-10002)
 
 typedef struct conn_opts {
     size_t in_max;
@@ -66,6 +68,18 @@ conn_t *conn_accept(uv_stream_t *server, tls_ctx *tls, const conn_cbs *cbs, void
  * failure. */
 conn_t *conn_connect(uv_loop_t *loop, const char *host, int port, tls_ctx *tls, const char *sni,
                      const conn_cbs *cbs, void *data, const conn_opts *opts);
+/* conn_connect through the proxy that via's settings pick for host
+ * (tls != NULL: the HTTPS proxy): httpc makes the CONNECT tunnel and hands
+ * over the socket, then TLS runs end to end over it as with
+ * conn_connect; handshake_ms covers the tunnel too. A host the skip list
+ * names, or via NULL, is dialled directly. An https:// proxy is refused
+ * (on_connect reports why): curl would keep the TLS session to the proxy,
+ * and the socket could not carry this connection's own bytes; such
+ * proxies serve httpc_request only. Returns NULL only on allocation
+ * failure. */
+struct httpc;
+conn_t *conn_connect_via(uv_loop_t *loop, struct httpc *via, const char *host, int port, tls_ctx *tls,
+                         const char *sni, const conn_cbs *cbs, void *data, const conn_opts *opts);
 
 /* Queues n bytes. Returns 0, or a negative code: -EPIPE (closing or
  * closed), -ENOBUFS (the queue would pass out_max), -ENOMEM, a libuv

@@ -332,7 +332,8 @@ wsc_t *wsc_connect(uv_loop_t *loop, const char *url, tls_ctx *tls, const char *c
         return NULL;
     }
     w->request_len = (size_t)n;
-    w->c = conn_connect(loop, host, u.port, secure ? tls : NULL, w->o.sni, &wsc_conn_cbs, w, &w->o.conn);
+    w->c = conn_connect_via(loop, w->o.via, host, u.port, secure ? tls : NULL, w->o.sni, &wsc_conn_cbs, w,
+                            &w->o.conn);
     if (!w->c) {
         free(w->request);
         ws_msg_free(&w->msg);

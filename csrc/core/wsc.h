@@ -39,6 +39,7 @@ typedef struct wsc_opts {
     int stream;         /* stream mode (on_data) instead of messages */
     size_t max_message; /* message mode ceiling (default 64 KiB) */
     const char *sni;    /* TLS name if not the URL's host */
+    struct httpc *via;  /* dial through its proxy settings (conn_connect_via); NULL: direct */
     conn_opts conn;
 } wsc_opts;
 

@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,37 @@
 #include "sas.h"
 
 #define CC_ST "cc"
+
+/* ---- role-assignment version (for the agent's azure-rbac cache) --------
+ * A digest of every role assignment the store holds (their ids and
+ * bodies, in id order). The heartbeat carries it; an agent that sees it
+ * change drops its cached allow/deny decisions at once (agent/authz.h).
+ * Computed per heartbeat, by reading: no write path has to remember to
+ * bump anything. */
+#define RA_ST "ra"
+
+static int ra_digest_row(void *ud, const store_row *r)
+{
+    EVP_MD_CTX *m = ud;
+    return EVP_DigestUpdate(m, r->id, strlen(r->id) + 1) != 1 ||
+           EVP_DigestUpdate(m, r->body, strlen(r->body) + 1) != 1;
+}
+
+/* 16 hex digits into out[17], or "" when the store could not be read. */
+static void ra_version(arm_t *a, char out[17])
+{
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    out[0] = '\0';
+    if (m && EVP_DigestInit_ex(m, EVP_sha256(), NULL) == 1 &&
+        store_list(arm_store(a), RA_ST, NULL, NULL, ra_digest_row, m) >= 0 &&
+        EVP_DigestFinal_ex(m, d, &len) == 1 && len >= 8)
+        for (int i = 0; i < 8; i++)
+            snprintf(out + 2 * i, 3, "%02x", d[i]);
+    EVP_MD_CTX_free(m);
+}
+/* ---- end of role-assignment version ----------------------------------- */
 
 typedef struct row_copy {
     char *body, *secret, *parent;
@@ -177,6 +209,10 @@ static void heartbeat(arm_t *a, const api_req *req, api_resp *resp)
     cJSON_AddStringToObject(o, "listenToken", tok);
     cJSON_AddNumberToObject(o, "expiresOn", (double)exp);
     cJSON_AddNumberToObject(o, "heartbeatSeconds", arm_options(a)->heartbeat_s);
+    char rav[17];
+    ra_version(a, rav);
+    if (rav[0])
+        cJSON_AddStringToObject(o, "roleAssignmentsVersion", rav);
     cJSON *f = cJSON_AddObjectToObject(o, "features");
     const cJSON *aad = cJSON_GetObjectItemCaseSensitive(props, "aadProfile");
     cJSON_AddBoolToObject(f, "clusterConnect", feature_on(props, "cluster-connect", 1));

@@ -12,7 +12,9 @@
 #include "conn.h"
 #include "framer.h"
 #include "http.h"
+#include "httpc.h"
 #include "log.h"
+#include "pxy.h"
 #include "tls.h"
 #include "ws.h"
 #include "wsc.h"
@@ -51,6 +53,7 @@ struct proxy {
     uv_signal_t sigint, sigterm;
     uv_async_t stop_async;
     tls_ctx *server_tls, *relay_tls;
+    httpc_t *http; /* dials the relay through the environment's proxy settings */
     proxy_opts o;
     proxy_creds creds;
     proxy_stats *stats;
@@ -116,7 +119,7 @@ static wsc_t *dial(proxy_t *p, const wsc_cbs *cbs, void *data)
     relay_url(&p->creds, url, sizeof url, sni, sizeof sni);
     snprintf(auth, sizeof auth, "ServiceBusAuthorization: %s", p->creds.sas);
     const char *hdrs[] = {auth, NULL};
-    wsc_opts wo = {.stream = 1, .sni = sni, .conn = conn_default_opts};
+    wsc_opts wo = {.stream = 1, .sni = sni, .via = p->http, .conn = conn_default_opts};
     wo.conn.handshake_ms = 15000;
     return wsc_connect(&p->loop, url, p->relay_tls, hdrs, cbs, data, &wo);
 }
@@ -649,6 +652,9 @@ static void begin_stop(proxy_t *p, int signum)
         if (w)
             wsc_abort(w);
     }
+    /* After the sessions: a sender still tunnelling was cancelled above. */
+    httpc_free(p->http);
+    p->http = NULL;
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -708,6 +714,25 @@ int proxy_run(const proxy_opts *o, const proxy_creds *initial, proxy_stats *stat
     /* kubectl speaks HTTP/2 when offered; we carry HTTP/1.1 end to end. */
     tls_ctx_set_alpn(p->server_tls, "http/1.1");
     uv_loop_init(&p->loop);
+    /* HTTPS_PROXY / NO_PROXY as az itself (requests) reads them: the
+     * senders tunnel through that proxy with CONNECT, TLS to the relay
+     * stays end to end. */
+    pxy_cfg px;
+    pxy_from_env(&px);
+    p->http = httpc_new(&p->loop, &px);
+    if (!p->http) {
+        snprintf(err, PROXY_ERRLEN, "cannot initialise libcurl");
+        tls_ctx_free(p->server_tls);
+        tls_ctx_free(p->relay_tls);
+        uv_loop_close(&p->loop);
+        free(p);
+        return PROXY_ERR_ARG;
+    }
+    if (px.https[0]) {
+        char shown[PXY_URL_MAX];
+        pxy_display(px.https, shown, sizeof shown);
+        log_kv(LOG_INFO, "proxy.outbound_proxy", "proxy", shown, "skip", px.skip, NULL);
+    }
     char lerr[128];
     const char *host = o->host ? o->host : "127.0.0.1";
     int lrc = conn_listen(&p->loop, &p->srv4, host, o->port, on_connection, lerr);
@@ -754,8 +779,10 @@ int proxy_run(const proxy_opts *o, const proxy_creds *initial, proxy_stats *stat
     g_running = NULL;
     uv_mutex_unlock(&g_lock);
 out:
-    if (rc != PROXY_OK)
+    if (rc != PROXY_OK) {
+        httpc_free(p->http);
         uv_run(&p->loop, UV_RUN_DEFAULT);
+    }
     uv_loop_close(&p->loop);
     tls_ctx_free(p->server_tls);
     tls_ctx_free(p->relay_tls);

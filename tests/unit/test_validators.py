@@ -125,11 +125,15 @@ def test_params_wire_each_validator_to_its_argument():
         assert reg[scope]["features"]["validator"] is v.validate_features
     for dest in ("username_prefix", "groups_prefix"):
         assert reg["connectedk8s connect"][dest]["validator"] is v.validate_identity_prefixes
+    proxy_dests = ("proxy_https", "proxy_http", "proxy_skip_range", "proxy_cert")
+    for dest in proxy_dests:
+        assert reg["connectedk8s connect"][dest]["validator"] is v.validate_proxy_settings
     # Nothing else carries a validator by accident.
     wired = {(s, d) for s, args in reg.items() for d, kw in args.items() if "validator" in kw}
     assert wired == {("connectedk8s proxy", "api_server_port"), ("connectedk8s proxy", "pool"),
                      ("connectedk8s enable-features", "features"), ("connectedk8s disable-features", "features"),
-                     ("connectedk8s connect", "username_prefix"), ("connectedk8s connect", "groups_prefix")}
+                     ("connectedk8s connect", "username_prefix"), ("connectedk8s connect", "groups_prefix")} | {
+                         ("connectedk8s connect", d) for d in proxy_dests}
 
 
 def test_proxy_defaults_pass_the_validators():
