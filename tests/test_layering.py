@@ -33,9 +33,6 @@ SEARCH = {"core": ["core"], "hub": ["hub", "core"], "agent": ["agent", "core"], 
           "pymod": ["pymod", "core", "proxy"]}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
-AGENT_CYCLE = ("the agent's fwd -> authz -> reg -> channel -> fwd cycle (shared state and reloads in "
-               "agent/main.c, declared in agent.h) is being broken up in its own change; remove this "
-               "mark when it is")
 
 
 def module(path):
@@ -163,7 +160,7 @@ def test_no_include_cycles(part):
 @pytest.mark.parametrize("part", [
     "core",
     "hub",
-    pytest.param("agent", marks=pytest.mark.xfail(strict=True, reason=AGENT_CYCLE)),
+    "agent",
 ])
 def test_no_call_cycles(part):
     g = call_graph()
