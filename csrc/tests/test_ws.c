@@ -223,6 +223,72 @@ static void messages(void)
     ws_msg_free(&m);
 }
 
+/* The byte-wise definition of RFC 6455 section 5.3, to check against. */
+static void mask_reference(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] ^= mask[(offset + i) & 3];
+}
+
+/* ws_mask works a word at a time: it must equal the byte-wise reference at
+ * every start alignment, length and payload offset, and touch nothing
+ * outside p[0..n). */
+static void mask_matches_bytewise(void)
+{
+    static const uint8_t mask[4] = {0x37, 0xfa, 0x21, 0x3d};
+    static const uint64_t offsets[] = {0, 1, 2, 3, 6, 4096 + 1, ((uint64_t)1 << 32) + 3};
+    static const size_t big[] = {255, 256, 257, 1023, 4099, 16384, 65537};
+    enum { PAD = 16, MAXLEN = 65537 + 64 };
+    static uint8_t base[PAD + MAXLEN + PAD + 16], want[PAD + MAXLEN + PAD + 16];
+    uint8_t *aligned = base + (size_t)(-(uintptr_t)base & 15);
+    uint8_t *walign = want + (size_t)(-(uintptr_t)want & 15);
+    for (size_t oi = 0; oi < sizeof offsets / sizeof offsets[0]; oi++) {
+        for (size_t a = 0; a < 16; a++) {
+            for (size_t li = 0; li < 200 + sizeof big / sizeof big[0]; li++) {
+                size_t n = li < 200 ? li : big[li - 200];
+                size_t span = PAD + a + n + PAD;
+                for (size_t i = 0; i < span; i++)
+                    aligned[i] = walign[i] = (uint8_t)(i * 7 + a + n);
+                ws_mask(aligned + PAD + a, n, mask, offsets[oi]);
+                mask_reference(walign + PAD + a, n, mask, offsets[oi]);
+                if (memcmp(aligned, walign, span) != 0) {
+                    fprintf(stderr, "ws_mask differs: alignment %zu, length %zu, offset %llu\n", a, n,
+                            (unsigned long long)offsets[oi]);
+                    CHECK(0);
+                }
+                check_count++;
+            }
+        }
+    }
+    /* Right before an unreadable page, for every length up to 80 (so every
+     * alignment of the end too): no access past the slice. */
+    for (size_t n = 0; n <= 80; n++) {
+        uint8_t src[80], ref[80];
+        for (size_t i = 0; i < n; i++)
+            src[i] = ref[i] = (uint8_t)(0xA5 ^ i);
+        size_t ml;
+        uint8_t *g = guarded(src, n, &ml);
+        ws_mask(g, n, mask, n);
+        mask_reference(ref, n, mask, n);
+        CHECK(memcmp(g, ref, n) == 0);
+        guarded_free(g, n, ml);
+    }
+    /* Masking twice is the identity, also across split calls (the decoder
+     * unmasks each slice at its own offset within the frame). */
+    uint8_t buf[1000], orig[1000];
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = orig[i] = (uint8_t)(i * 31);
+    ws_mask(buf, sizeof buf, mask, 0);
+    for (size_t off = 0; off < sizeof buf;) {
+        size_t step = 1 + off % 37;
+        if (step > sizeof buf - off)
+            step = sizeof buf - off;
+        ws_mask(buf + off, step, mask, off);
+        off += step;
+    }
+    CHECK(memcmp(buf, orig, sizeof buf) == 0);
+}
+
 int main(void)
 {
     TEST(decode_masked);
@@ -231,5 +297,6 @@ int main(void)
     TEST(accept_key);
     TEST(utf8_rules);
     TEST(messages);
+    TEST(mask_matches_bytewise);
     TEST_MAIN_END();
 }
