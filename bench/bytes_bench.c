@@ -191,7 +191,8 @@ static void ctl_message(wsc_t *w, int op, const uint8_t *data, size_t len)
     if (op != WS_OP_TEXT)
         return;
     cJSON *m = cJSON_ParseWithLength((const char *)data, len);
-    const cJSON *addr = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(m, "accept"), "address");
+    const cJSON *addr =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(m, "accept"), "address");
     if (cJSON_IsString(addr)) {
         wsc_opts o = {.stream = 1, .conn = conn_default_opts};
         rdv = wsc_connect(loop, addr->valuestring, cli_tls, NULL, &rdv_cbs, NULL, &o);
@@ -274,7 +275,8 @@ int main(int argc, char **argv)
     }
     port = conn_bound_port(&srv);
     char tok[SAS_MAX_TOKEN];
-    if (sas_create("http://127.0.0.1/hyco", "root", rule.key, (int64_t)time(NULL) + 600, tok, sizeof tok) <= 0)
+    if (sas_create("http://127.0.0.1/hyco", "root", rule.key, (int64_t)time(NULL) + 600, tok, sizeof tok) <=
+        0)
         return 1;
     snprintf(token, sizeof token, "ServiceBusAuthorization: %s", tok);
     const char *hdrs[] = {token, NULL};
