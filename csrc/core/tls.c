@@ -12,16 +12,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* Client session cache: the newest resumable session per server name.
+ * A daemon's client context serves one or two peers (the relay, the API
+ * server), so a handful of slots replaced round-robin is enough. */
+#define TLS_CACHE_SLOTS 8
+
+typedef struct tls_cached {
+    char host[256];
+    SSL_SESSION *sess;
+} tls_cached;
 
 struct tls_ctx {
     SSL_CTX *ctx;
     unsigned char alpn[64];
     size_t alpn_len;
     int is_server;
+    tls_cached cache[TLS_CACHE_SLOTS];
+    unsigned cache_next;
 };
 
 struct tls_sess {
     SSL *ssl;
+    tls_ctx *owner;
+    char host[256];   /* client: the cache key (server name as dialled) */
     BIO *rbio, *wbio; /* network -> OpenSSL, OpenSSL -> network */
     buf_t in, out;    /* what those two BIOs hold */
     char err[TLS_ERRLEN];
@@ -113,7 +128,77 @@ static SSL_CTX *base_ctx(int server)
     SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
     SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    if (server) {
+        /* Resumption on a server that verifies client certificates needs a
+         * session id context: without one OpenSSL fails the handshake of
+         * every client that offers a session. Tickets (on by default) then
+         * let our own agents and proxies resume. */
+        static const unsigned char sid_ctx[] = "connectedk8s";
+        SSL_CTX_set_session_id_context(c, sid_ctx, sizeof sid_ctx - 1);
+    }
     return c;
+}
+
+static tls_cached *cache_find(tls_ctx *t, const char *host)
+{
+    for (int i = 0; i < TLS_CACHE_SLOTS; i++)
+        if (t->cache[i].sess && strcmp(t->cache[i].host, host) == 0)
+            return &t->cache[i];
+    return NULL;
+}
+
+static void cache_drop(tls_ctx *t, const char *host)
+{
+    tls_cached *e = cache_find(t, host);
+    if (e) {
+        SSL_SESSION_free(e->sess);
+        e->sess = NULL;
+    }
+}
+
+/* OpenSSL hands over each new session (TLS 1.3: each ticket, after the
+ * handshake). The cache keeps a copy, never the connection's own object:
+ * OpenSSL marks a connection's session unresumable when the connection
+ * ends without close_notify, and a dropped connection must not spoil the
+ * ticket for the next one. Returns 0: the reference stays OpenSSL's. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    tls_sess *s = SSL_get_app_data(ssl);
+    if (!s || !s->owner || !SSL_SESSION_is_resumable(sess))
+        return 0;
+    sess = SSL_SESSION_dup(sess);
+    if (!sess)
+        return 0;
+    tls_ctx *t = s->owner;
+    tls_cached *e = cache_find(t, s->host);
+    if (!e) {
+        e = &t->cache[t->cache_next++ % TLS_CACHE_SLOTS];
+        SSL_SESSION_free(e->sess);
+        snprintf(e->host, sizeof e->host, "%s", s->host);
+    } else {
+        SSL_SESSION_free(e->sess);
+    }
+    e->sess = sess;
+    return 0;
+}
+
+/* Offers the cached session for s->host, unless it has expired. */
+static void offer_session(tls_sess *s)
+{
+    tls_cached *e = cache_find(s->owner, s->host);
+    if (!e)
+        return;
+    time_t now = time(NULL);
+    if (SSL_SESSION_get_time(e->sess) + SSL_SESSION_get_timeout(e->sess) <= now) {
+        cache_drop(s->owner, s->host);
+        return;
+    }
+    /* A copy again, for the same reason as in on_new_session. */
+    SSL_SESSION *d = SSL_SESSION_dup(e->sess);
+    if (d) {
+        (void)SSL_set_session(s->ssl, d); /* a full handshake if refused */
+        SSL_SESSION_free(d);
+    }
 }
 
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
@@ -233,6 +318,10 @@ tls_ctx *tls_client_ctx(const char *ca_file, const char *cert_file, const char *
         goto fail;
     }
     SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+    /* Our own cache (see on_new_session): OpenSSL's internal store is
+     * keyed for servers, not by the name a client dialled. */
+    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(c, on_new_session);
     if (cert_file && key_file &&
         (SSL_CTX_use_certificate_chain_file(c, cert_file) != 1 ||
          SSL_CTX_use_PrivateKey_file(c, key_file, SSL_FILETYPE_PEM) != 1)) {
@@ -272,6 +361,8 @@ void tls_ctx_free(tls_ctx *t)
 {
     if (!t)
         return;
+    for (int i = 0; i < TLS_CACHE_SLOTS; i++)
+        SSL_SESSION_free(t->cache[i].sess);
     SSL_CTX_free(t->ctx);
     free(t);
 }
@@ -298,10 +389,13 @@ tls_sess *tls_sess_new(tls_ctx *c, int is_server, const char *host)
     if (!s->ssl || !s->rbio || !s->wbio)
         goto fail;
     SSL_set_bio(s->ssl, s->rbio, s->wbio);
+    SSL_set_app_data(s->ssl, s);
     if (is_server) {
         SSL_set_accept_state(s->ssl);
     } else {
         SSL_set_connect_state(s->ssl);
+        s->owner = c;
+        snprintf(s->host, sizeof s->host, "%s", host ? host : "");
         if (host && *host) {
             if (is_ip_literal(host)) {
                 if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl), host) != 1)
@@ -312,6 +406,7 @@ tls_sess *tls_sess_new(tls_ctx *c, int is_server, const char *host)
                     goto fail_ssl;
             }
         }
+        offer_session(s);
     }
     return s;
 fail:
@@ -366,7 +461,14 @@ int tls_sess_handshake(tls_sess *s)
     if (r == 1)
         return TLS_DONE;
     int rc = fail_with(s, r, "TLS handshake failed");
+    if (rc != TLS_AGAIN && s->owner)
+        cache_drop(s->owner, s->host); /* do not offer it again */
     return rc == TLS_CLOSED ? TLS_ERR : rc;
+}
+
+int tls_sess_resumed(tls_sess *s)
+{
+    return SSL_session_reused(s->ssl) ? 1 : 0;
 }
 
 long tls_sess_read(tls_sess *s, void *p, size_t n)

@@ -37,7 +37,13 @@ int tls_ctx_set_alpn(tls_ctx *c, const char *protos);
 void tls_ctx_free(tls_ctx *c);
 
 /* A session. For a client, `host` is sent as SNI (unless an IP literal)
- * and checked against the certificate (DNS or IP subjectAltName). */
+ * and checked against the certificate (DNS or IP subjectAltName).
+ *
+ * Client contexts remember the newest session (TLS 1.3 ticket) per host
+ * and offer it on the next connection to that host, so a reconnecting
+ * agent or proxy skips the certificate exchange and signatures; a server
+ * that refuses it gets a full handshake. Server contexts issue tickets.
+ * A context and its sessions belong to one thread (one event loop). */
 tls_sess *tls_sess_new(tls_ctx *c, int is_server, const char *host);
 void tls_sess_free(tls_sess *s);
 
@@ -55,6 +61,8 @@ size_t tls_sess_pending_out(tls_sess *s);
 size_t tls_sess_take(tls_sess *s, void *p, size_t n);
 /* Whether decrypted bytes or unprocessed records wait inside OpenSSL. */
 int tls_sess_has_input(tls_sess *s);
+/* 1 when the handshake resumed a cached session, else 0. */
+int tls_sess_resumed(tls_sess *s);
 /* The negotiated ALPN protocol (NULL if none). */
 const char *tls_sess_alpn(tls_sess *s, size_t *len);
 /* Human sentence for the last failure of this session. */

@@ -147,6 +147,80 @@ static void client_certificate_required(void)
     tls_ctx_free(withcert);
 }
 
+/* Handshakes a fresh client session for `host` with a server session of
+ * sc, passes one byte each way (TLS 1.3 tickets arrive after the
+ * handshake, read by the client's next read) and reports whether the
+ * client resumed; the server must agree. */
+static int connect_once(tls_ctx *sc, tls_ctx *cc, const char *host)
+{
+    tls_sess *s = tls_sess_new(sc, 1, NULL), *c = tls_sess_new(cc, 0, host);
+    CHECK(s && c);
+    tls_sess_handshake(c);
+    pump(c, s);
+    CHECK_EQ(tls_sess_handshake(c), TLS_DONE);
+    CHECK_EQ(tls_sess_handshake(s), TLS_DONE);
+    char buf[8];
+    CHECK_EQ(tls_sess_write(c, "q", 1), 1);
+    pump(c, s);
+    CHECK_EQ(tls_sess_read(s, buf, sizeof buf), 1);
+    CHECK_EQ(tls_sess_write(s, "a", 1), 1);
+    pump(c, s);
+    CHECK_EQ(tls_sess_read(c, buf, sizeof buf), 1);
+    CHECK_EQ(buf[0], 'a');
+    CHECK_EQ(tls_sess_read(c, buf, sizeof buf), TLS_AGAIN);
+    int resumed = tls_sess_resumed(c);
+    CHECK_EQ(tls_sess_resumed(s), resumed);
+    tls_sess_free(s);
+    tls_sess_free(c);
+    return resumed;
+}
+
+static void session_resumption(void)
+{
+    char err[TLS_ERRLEN];
+    tls_ctx *sc = tls_server_ctx_mem(srv_pem, srv_key_pem, NULL, err);
+    tls_ctx *cc = tls_client_ctx(ca_file, NULL, NULL, err);
+    CHECK(sc && cc);
+    CHECK_EQ(connect_once(sc, cc, "127.0.0.1"), 0); /* nothing cached yet */
+    CHECK_EQ(connect_once(sc, cc, "127.0.0.1"), 1);
+    CHECK_EQ(connect_once(sc, cc, "127.0.0.1"), 1);
+    /* Sessions are kept per name: another name starts with a full one. */
+    CHECK_EQ(connect_once(sc, cc, "localhost"), 0);
+    CHECK_EQ(connect_once(sc, cc, "localhost"), 1);
+    /* A server that cannot read the ticket (another context, another
+     * ticket key, like a restarted relay) answers with a full handshake,
+     * which succeeds; its new ticket is used next time. */
+    tls_ctx *sc2 = tls_server_ctx_mem(srv_pem, srv_key_pem, NULL, err);
+    CHECK(sc2 != NULL);
+    CHECK_EQ(connect_once(sc2, cc, "127.0.0.1"), 0);
+    CHECK_EQ(connect_once(sc2, cc, "127.0.0.1"), 1);
+    /* A server that verifies client certificates resumes too (OpenSSL
+     * refuses that without a session id context on the server). */
+    tls_ctx *mtls = tls_server_ctx_mem(srv_pem, srv_key_pem, ca_pem, err);
+    tls_ctx *withcert = tls_client_ctx(ca_file, cli_file, cli_key_file, err);
+    CHECK(mtls && withcert);
+    CHECK_EQ(connect_once(mtls, withcert, "localhost"), 0);
+    CHECK_EQ(connect_once(mtls, withcert, "localhost"), 1);
+    /* A context never offers another context's sessions. */
+    tls_ctx *cc2 = tls_client_ctx(ca_file, NULL, NULL, err);
+    CHECK(cc2 != NULL);
+    CHECK_EQ(connect_once(sc, cc2, "127.0.0.1"), 0);
+    /* A resumed session still checks the name it was verified for: the
+     * cache is keyed by it, so a wrong name never gets a session. */
+    tls_sess *s = tls_sess_new(sc, 1, NULL), *c = tls_sess_new(cc, 0, "wrong.example");
+    tls_sess_handshake(c);
+    pump(c, s);
+    CHECK_EQ(tls_sess_handshake(c), TLS_ERR);
+    tls_sess_free(s);
+    tls_sess_free(c);
+    tls_ctx_free(sc);
+    tls_ctx_free(sc2);
+    tls_ctx_free(mtls);
+    tls_ctx_free(cc);
+    tls_ctx_free(cc2);
+    tls_ctx_free(withcert);
+}
+
 static void bad_files(void)
 {
     char err[TLS_ERRLEN];
@@ -163,6 +237,7 @@ int main(void)
     TEST(wrong_name_fails);
     TEST(untrusted_ca_fails);
     TEST(client_certificate_required);
+    TEST(session_resumption);
     TEST(bad_files);
     free(ca_pem);
     free(srv_pem);
