@@ -479,9 +479,18 @@ long tls_sess_read(tls_sess *s, void *p, size_t n)
     return fail_with(s, r, "TLS read failed");
 }
 
+/* TLS 1.3 adds 5 header bytes, a content type byte and a 16-byte tag to
+ * each record of up to 16 KiB (TLS 1.2 with GCM: 29); room for the
+ * ciphertext of a write is made once, before OpenSSL appends record by
+ * record, so that the queue grows in one step instead of doubling (and
+ * copying) several times per write. */
+#define TLS_RECORD_OVERHEAD 32
+
 long tls_sess_write(tls_sess *s, const void *p, size_t n)
 {
-    size_t done = 0;
+    size_t done = 0, got;
+    if (n <= BIO_QUEUE_MAX / 2)
+        (void)buf_reserve(&s->out, n + (n / 16384 + 1) * TLS_RECORD_OVERHEAD, &got);
     while (done < n) {
         int r = SSL_write(s->ssl, (const char *)p + done, (int)(n - done > 1 << 30 ? 1 << 30 : n - done));
         if (r <= 0) {
@@ -498,6 +507,21 @@ void tls_sess_shutdown(tls_sess *s)
     if (SSL_is_init_finished(s->ssl))
         SSL_shutdown(s->ssl);
     ERR_clear_error();
+}
+
+void *tls_sess_take_all(tls_sess *s, unsigned char **bytes, size_t *len)
+{
+    return buf_detach(&s->out, bytes, len);
+}
+
+unsigned char *tls_sess_in_reserve(tls_sess *s, size_t want, size_t *got)
+{
+    return buf_reserve(&s->in, want, got);
+}
+
+void tls_sess_in_commit(tls_sess *s, size_t n)
+{
+    buf_commit(&s->in, n);
 }
 
 size_t tls_sess_pending_out(tls_sess *s)

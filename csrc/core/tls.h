@@ -50,6 +50,12 @@ void tls_sess_free(tls_sess *s);
 int tls_sess_feed(tls_sess *s, const void *p, size_t n);
 /* TLS_DONE, TLS_AGAIN (move bytes and call again) or TLS_ERR. */
 int tls_sess_handshake(tls_sess *s);
+/* Zero-copy variant of tls_sess_feed for a caller that reads the socket
+ * straight into the session: room for up to `want` ciphertext bytes (*got
+ * may be less, 0 at the ceiling), valid until the next call on s; then
+ * tls_sess_in_commit() with the count actually written. */
+unsigned char *tls_sess_in_reserve(tls_sess *s, size_t want, size_t *got);
+void tls_sess_in_commit(tls_sess *s, size_t n);
 /* Bytes read (> 0), TLS_AGAIN, TLS_CLOSED (close_notify) or TLS_ERR. */
 long tls_sess_read(tls_sess *s, void *p, size_t n);
 /* Encrypts all n bytes (memory BIOs never block); returns n or TLS_ERR. */
@@ -59,6 +65,10 @@ void tls_sess_shutdown(tls_sess *s);
 size_t tls_sess_pending_out(tls_sess *s);
 /* Moves up to n ciphertext bytes into p; returns the count. */
 size_t tls_sess_take(tls_sess *s, void *p, size_t n);
+/* Zero-copy variant: hands over all pending ciphertext. Returns a block
+ * the caller owns and free()s once the bytes are written (NULL when none
+ * are pending); *bytes and *len receive the ciphertext inside it. */
+void *tls_sess_take_all(tls_sess *s, unsigned char **bytes, size_t *len);
 /* Whether decrypted bytes or unprocessed records wait inside OpenSSL. */
 int tls_sess_has_input(tls_sess *s);
 /* 1 when the handshake resumed a cached session, else 0. */
