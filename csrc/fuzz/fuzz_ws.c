@@ -1,5 +1,7 @@
 /* libFuzzer target: the WebSocket frame decoder in both roles and the
- * whole-message reader, over arbitrary bytes split at a fuzzed point. */
+ * whole-message reader, over arbitrary bytes split at a fuzzed point; and
+ * the word-wise ws_mask against the byte-wise definition at a fuzzed
+ * alignment, length, mask and payload offset. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,10 +41,35 @@ static void run_dec(int role, uint8_t *buf, size_t size, size_t split)
     }
 }
 
+/* Bytes 1..4 are the mask, 5 the start alignment and payload offset;
+ * the rest is the payload, masked at that alignment in a fresh copy. */
+static void check_mask(const uint8_t *data, size_t size)
+{
+    if (size < 6)
+        return;
+    const uint8_t *mask = data + 1;
+    size_t align = data[5] & 15;
+    uint64_t offset = (uint64_t)(data[5] >> 4) * 0x9E3779B1u;
+    const uint8_t *p = data + 6;
+    size_t n = size - 6;
+    uint8_t *a = malloc(n + 16), *want = malloc(n + 1);
+    if (!a || !want)
+        abort();
+    memcpy(a + align, p, n);
+    for (size_t i = 0; i < n; i++)
+        want[i] = p[i] ^ mask[(offset + i) & 3];
+    ws_mask(a + align, n, mask, offset);
+    if (n && memcmp(a + align, want, n) != 0)
+        abort();
+    free(a);
+    free(want);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
+    check_mask(data, size);
     size_t split = data[0] % (size);
     uint8_t *buf = malloc(size);
     memcpy(buf, data, size);
