@@ -1,4 +1,4 @@
-/* tls: OpenSSL sessions over memory BIOs. See tls.h. */
+/* tls: OpenSSL sessions over our own queue BIOs. See tls.h. */
 #include "tls.h"
 
 #include "buf.h"

@@ -1,4 +1,4 @@
-/* tls: OpenSSL over memory BIOs, independent of any event loop.
+/* tls: OpenSSL over in-memory queues, independent of any event loop.
  *
  * The caller moves ciphertext: bytes from the network go in with
  * tls_sess_feed(), bytes for the network come out of tls_sess_take().
