@@ -9,7 +9,9 @@
  * byte is masked once, encrypted twice and decrypted twice, which is the
  * crypto the path cannot avoid; everything else is what this measures.
  *
- *   bytes_bench MIB [MSG_KIB]    MSG_KIB: size of each wsc_send (64)
+ *   bytes_bench MIB [MSG_KIB [text]]
+ *     MSG_KIB: size of each wsc_send (64); "text": ASCII text messages,
+ *     which the relay checks for UTF-8, instead of binary ones
  *
  * Run it twice with different sizes and subtract: the difference divided
  * by the MiB between them is the steady-state cost per MiB, without the
@@ -43,6 +45,7 @@ static char token[SAS_MAX_TOKEN + 64];
 static wsc_t *ctl, *snd, *rdv;
 static uint64_t total, sent, got;
 static size_t msg_size;
+static int opcode = WS_OP_BINARY;
 static uint8_t *payload;
 static int failed;
 
@@ -112,7 +115,7 @@ static void pump(void)
 {
     while (snd && sent < total && wsc_writable(snd)) {
         size_t n = total - sent < msg_size ? (size_t)(total - sent) : msg_size;
-        if (wsc_send(snd, WS_OP_BINARY, payload, n) < 0) {
+        if (wsc_send(snd, opcode, payload, n) < 0) {
             failed = 1;
             return;
         }
@@ -245,7 +248,7 @@ static int make_tls(void)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: bytes_bench MIB [MSG_KIB]\n");
+        fprintf(stderr, "usage: bytes_bench MIB [MSG_KIB [text]]\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -254,8 +257,10 @@ int main(int argc, char **argv)
     payload = malloc(msg_size);
     if (!payload || msg_size == 0)
         return 2;
+    if (argc > 3 && strcmp(argv[3], "text") == 0)
+        opcode = WS_OP_TEXT;
     for (size_t i = 0; i < msg_size; i++)
-        payload[i] = (uint8_t)(i * 131 + 7);
+        payload[i] = opcode == WS_OP_TEXT ? (uint8_t)('a' + i % 26) : (uint8_t)(i * 131 + 7);
     int devnull = open("/dev/null", 1);
     log_set_fd(devnull);
     if (make_tls() < 0) {

@@ -188,6 +188,76 @@ static int collect(void *ud, int op, const uint8_t *d, size_t n)
     return 0;
 }
 
+/* An independent statement of RFC 3629 for whole inputs: decode each
+ * sequence and check its length, range and the surrogate gap. */
+static int utf8_reference(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        uint8_t b = p[i];
+        size_t len = b < 0x80             ? 1
+                     : (b & 0xE0) == 0xC0 ? 2
+                     : (b & 0xF0) == 0xE0 ? 3
+                     : (b & 0xF8) == 0xF0 ? 4
+                                          : 0;
+        if (len == 0 || i + len > n)
+            return 0;
+        uint32_t cp = len == 1 ? b : len == 2 ? b & 0x1Fu : len == 3 ? b & 0x0Fu : b & 0x07u;
+        for (size_t k = 1; k < len; k++) {
+            if ((p[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = cp << 6 | (p[i + k] & 0x3Fu);
+        }
+        static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+/* ws_utf8_feed skips ASCII a word at a time: it must agree with the
+ * reference on mostly-ASCII text with sequences (valid and broken) at
+ * every position, fed whole and in pieces. */
+static void utf8_matches_reference(void)
+{
+    static const char *inserts[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                                    "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+                                    "\xe2\x82", "\xff",         "\x80",
+                                    "\xc3"};
+    uint8_t text[64];
+    for (size_t ins = 0; ins < sizeof inserts / sizeof inserts[0]; ins++) {
+        size_t il = strlen(inserts[ins]);
+        for (size_t total = il; total <= 40; total++) {
+            for (size_t at = 0; at + il <= total; at++) {
+                for (size_t i = 0; i < total; i++)
+                    text[i] = (uint8_t)('a' + i % 26);
+                memcpy(text + at, inserts[ins], il);
+                int want = utf8_reference(text, total);
+                ws_utf8 u = {0};
+                int whole = ws_utf8_feed(&u, text, total) == 0 && ws_utf8_done(&u) == 0;
+                CHECK_EQ(whole, want);
+                for (size_t split = 0; split <= total; split += 3) {
+                    ws_utf8 v = {0};
+                    int ok = ws_utf8_feed(&v, text, split) == 0 &&
+                             ws_utf8_feed(&v, text + split, total - split) == 0 && ws_utf8_done(&v) == 0;
+                    CHECK_EQ(ok, want);
+                }
+            }
+        }
+    }
+    /* Right before an unreadable page: the word-wise skip never reads
+     * past the slice. */
+    for (size_t n = 0; n <= 40; n++) {
+        uint8_t src[40];
+        memset(src, 'x', sizeof src);
+        size_t ml;
+        uint8_t *g = guarded(src, n, &ml);
+        ws_utf8 u = {0};
+        CHECK_EQ(ws_utf8_feed(&u, g, n), 0);
+        guarded_free(g, n, ml);
+    }
+}
+
 static void messages(void)
 {
     uint8_t b[512];
@@ -296,6 +366,7 @@ int main(void)
     TEST(encode);
     TEST(accept_key);
     TEST(utf8_rules);
+    TEST(utf8_matches_reference);
     TEST(messages);
     TEST(mask_matches_bytewise);
     TEST_MAIN_END();
