@@ -72,6 +72,20 @@ void buf_commit(buf_t *b, size_t n)
     b->len += n;
 }
 
+void *buf_detach(buf_t *b, uint8_t **bytes, size_t *len)
+{
+    *bytes = NULL;
+    *len = 0;
+    if (b->len == 0)
+        return NULL;
+    void *block = b->data;
+    *bytes = b->data + b->off;
+    *len = b->len;
+    b->data = NULL;
+    b->off = b->len = b->cap = 0;
+    return block;
+}
+
 void buf_consume(buf_t *b, size_t n)
 {
     if (n >= b->len) {

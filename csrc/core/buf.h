@@ -34,6 +34,13 @@ int buf_append(buf_t *b, const void *p, size_t n);
 uint8_t *buf_reserve(buf_t *b, size_t want, size_t *got);
 void buf_commit(buf_t *b, size_t n);
 
+/* Hands the storage and its live bytes to the caller, leaving the buffer
+ * empty (it allocates anew on the next append). Returns the block to
+ * free(), or NULL when nothing is live; *bytes and *len receive the live
+ * bytes inside it. Lets a queue's contents go to a socket write without a
+ * copy into a separate block. */
+void *buf_detach(buf_t *b, uint8_t **bytes, size_t *len);
+
 /* Drops n bytes from the head (n <= buf_len). */
 void buf_consume(buf_t *b, size_t n);
 void buf_clear(buf_t *b);

@@ -1,4 +1,4 @@
-/* tls: OpenSSL over memory BIOs, independent of any event loop.
+/* tls: OpenSSL over in-memory queues, independent of any event loop.
  *
  * The caller moves ciphertext: bytes from the network go in with
  * tls_sess_feed(), bytes for the network come out of tls_sess_take().
@@ -37,13 +37,25 @@ int tls_ctx_set_alpn(tls_ctx *c, const char *protos);
 void tls_ctx_free(tls_ctx *c);
 
 /* A session. For a client, `host` is sent as SNI (unless an IP literal)
- * and checked against the certificate (DNS or IP subjectAltName). */
+ * and checked against the certificate (DNS or IP subjectAltName).
+ *
+ * Client contexts remember the newest session (TLS 1.3 ticket) per host
+ * and offer it on the next connection to that host, so a reconnecting
+ * agent or proxy skips the certificate exchange and signatures; a server
+ * that refuses it gets a full handshake. Server contexts issue tickets.
+ * A context and its sessions belong to one thread (one event loop). */
 tls_sess *tls_sess_new(tls_ctx *c, int is_server, const char *host);
 void tls_sess_free(tls_sess *s);
 
 int tls_sess_feed(tls_sess *s, const void *p, size_t n);
 /* TLS_DONE, TLS_AGAIN (move bytes and call again) or TLS_ERR. */
 int tls_sess_handshake(tls_sess *s);
+/* Zero-copy variant of tls_sess_feed for a caller that reads the socket
+ * straight into the session: room for up to `want` ciphertext bytes (*got
+ * may be less, 0 at the ceiling), valid until the next call on s; then
+ * tls_sess_in_commit() with the count actually written. */
+unsigned char *tls_sess_in_reserve(tls_sess *s, size_t want, size_t *got);
+void tls_sess_in_commit(tls_sess *s, size_t n);
 /* Bytes read (> 0), TLS_AGAIN, TLS_CLOSED (close_notify) or TLS_ERR. */
 long tls_sess_read(tls_sess *s, void *p, size_t n);
 /* Encrypts all n bytes (memory BIOs never block); returns n or TLS_ERR. */
@@ -53,8 +65,14 @@ void tls_sess_shutdown(tls_sess *s);
 size_t tls_sess_pending_out(tls_sess *s);
 /* Moves up to n ciphertext bytes into p; returns the count. */
 size_t tls_sess_take(tls_sess *s, void *p, size_t n);
+/* Zero-copy variant: hands over all pending ciphertext. Returns a block
+ * the caller owns and free()s once the bytes are written (NULL when none
+ * are pending); *bytes and *len receive the ciphertext inside it. */
+void *tls_sess_take_all(tls_sess *s, unsigned char **bytes, size_t *len);
 /* Whether decrypted bytes or unprocessed records wait inside OpenSSL. */
 int tls_sess_has_input(tls_sess *s);
+/* 1 when the handshake resumed a cached session, else 0. */
+int tls_sess_resumed(tls_sess *s);
 /* The negotiated ALPN protocol (NULL if none). */
 const char *tls_sess_alpn(tls_sess *s, size_t *len);
 /* Human sentence for the last failure of this session. */

@@ -43,9 +43,37 @@ static void reserve_commit(void)
     buf_free(&b);
 }
 
+static void detach(void)
+{
+    buf_t b;
+    buf_init(&b, 64);
+    uint8_t *bytes;
+    size_t n;
+    CHECK(buf_detach(&b, &bytes, &n) == NULL); /* nothing live */
+    CHECK(bytes == NULL && n == 0);
+    CHECK_EQ(buf_append(&b, "0123456789", 10), 0);
+    buf_consume(&b, 3);
+    void *block = buf_detach(&b, &bytes, &n);
+    CHECK(block != NULL);
+    CHECK_MEM(bytes, n, "3456789");
+    CHECK_EQ(buf_len(&b), 0);
+    CHECK(buf_data(&b) == NULL);
+    /* The buffer lives on with its ceiling, on new storage. */
+    CHECK_EQ(buf_append(&b, "abc", 3), 0);
+    CHECK(buf_data(&b) != bytes - 3);
+    CHECK_MEM(buf_data(&b), buf_len(&b), "abc");
+    CHECK_MEM(bytes, n, "3456789"); /* the detached block is untouched */
+    free(block);
+    buf_consume(&b, 3);
+    CHECK(buf_detach(&b, &bytes, &n) == NULL); /* drained: keeps its storage */
+    CHECK(buf_data(&b) != NULL);
+    buf_free(&b);
+}
+
 int main(void)
 {
     TEST(ceiling);
     TEST(reserve_commit);
+    TEST(detach);
     TEST_MAIN_END();
 }

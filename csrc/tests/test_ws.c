@@ -188,6 +188,76 @@ static int collect(void *ud, int op, const uint8_t *d, size_t n)
     return 0;
 }
 
+/* An independent statement of RFC 3629 for whole inputs: decode each
+ * sequence and check its length, range and the surrogate gap. */
+static int utf8_reference(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        uint8_t b = p[i];
+        size_t len = b < 0x80             ? 1
+                     : (b & 0xE0) == 0xC0 ? 2
+                     : (b & 0xF0) == 0xE0 ? 3
+                     : (b & 0xF8) == 0xF0 ? 4
+                                          : 0;
+        if (len == 0 || i + len > n)
+            return 0;
+        uint32_t cp = len == 1 ? b : len == 2 ? b & 0x1Fu : len == 3 ? b & 0x0Fu : b & 0x07u;
+        for (size_t k = 1; k < len; k++) {
+            if ((p[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = cp << 6 | (p[i + k] & 0x3Fu);
+        }
+        static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+/* ws_utf8_feed skips ASCII a word at a time: it must agree with the
+ * reference on mostly-ASCII text with sequences (valid and broken) at
+ * every position, fed whole and in pieces. */
+static void utf8_matches_reference(void)
+{
+    static const char *inserts[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                                    "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+                                    "\xe2\x82", "\xff",         "\x80",
+                                    "\xc3"};
+    uint8_t text[64];
+    for (size_t ins = 0; ins < sizeof inserts / sizeof inserts[0]; ins++) {
+        size_t il = strlen(inserts[ins]);
+        for (size_t total = il; total <= 40; total++) {
+            for (size_t at = 0; at + il <= total; at++) {
+                for (size_t i = 0; i < total; i++)
+                    text[i] = (uint8_t)('a' + i % 26);
+                memcpy(text + at, inserts[ins], il);
+                int want = utf8_reference(text, total);
+                ws_utf8 u = {0};
+                int whole = ws_utf8_feed(&u, text, total) == 0 && ws_utf8_done(&u) == 0;
+                CHECK_EQ(whole, want);
+                for (size_t split = 0; split <= total; split += 3) {
+                    ws_utf8 v = {0};
+                    int ok = ws_utf8_feed(&v, text, split) == 0 &&
+                             ws_utf8_feed(&v, text + split, total - split) == 0 && ws_utf8_done(&v) == 0;
+                    CHECK_EQ(ok, want);
+                }
+            }
+        }
+    }
+    /* Right before an unreadable page: the word-wise skip never reads
+     * past the slice. */
+    for (size_t n = 0; n <= 40; n++) {
+        uint8_t src[40];
+        memset(src, 'x', sizeof src);
+        size_t ml;
+        uint8_t *g = guarded(src, n, &ml);
+        ws_utf8 u = {0};
+        CHECK_EQ(ws_utf8_feed(&u, g, n), 0);
+        guarded_free(g, n, ml);
+    }
+}
+
 static void messages(void)
 {
     uint8_t b[512];
@@ -223,6 +293,72 @@ static void messages(void)
     ws_msg_free(&m);
 }
 
+/* The byte-wise definition of RFC 6455 section 5.3, to check against. */
+static void mask_reference(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] ^= mask[(offset + i) & 3];
+}
+
+/* ws_mask works a word at a time: it must equal the byte-wise reference at
+ * every start alignment, length and payload offset, and touch nothing
+ * outside p[0..n). */
+static void mask_matches_bytewise(void)
+{
+    static const uint8_t mask[4] = {0x37, 0xfa, 0x21, 0x3d};
+    static const uint64_t offsets[] = {0, 1, 2, 3, 6, 4096 + 1, ((uint64_t)1 << 32) + 3};
+    static const size_t big[] = {255, 256, 257, 1023, 4099, 16384, 65537};
+    enum { PAD = 16, MAXLEN = 65537 + 64 };
+    static uint8_t base[PAD + MAXLEN + PAD + 16], want[PAD + MAXLEN + PAD + 16];
+    uint8_t *aligned = base + (size_t)(-(uintptr_t)base & 15);
+    uint8_t *walign = want + (size_t)(-(uintptr_t)want & 15);
+    for (size_t oi = 0; oi < sizeof offsets / sizeof offsets[0]; oi++) {
+        for (size_t a = 0; a < 16; a++) {
+            for (size_t li = 0; li < 200 + sizeof big / sizeof big[0]; li++) {
+                size_t n = li < 200 ? li : big[li - 200];
+                size_t span = PAD + a + n + PAD;
+                for (size_t i = 0; i < span; i++)
+                    aligned[i] = walign[i] = (uint8_t)(i * 7 + a + n);
+                ws_mask(aligned + PAD + a, n, mask, offsets[oi]);
+                mask_reference(walign + PAD + a, n, mask, offsets[oi]);
+                if (memcmp(aligned, walign, span) != 0) {
+                    fprintf(stderr, "ws_mask differs: alignment %zu, length %zu, offset %llu\n", a, n,
+                            (unsigned long long)offsets[oi]);
+                    CHECK(0);
+                }
+                check_count++;
+            }
+        }
+    }
+    /* Right before an unreadable page, for every length up to 80 (so every
+     * alignment of the end too): no access past the slice. */
+    for (size_t n = 0; n <= 80; n++) {
+        uint8_t src[80], ref[80];
+        for (size_t i = 0; i < n; i++)
+            src[i] = ref[i] = (uint8_t)(0xA5 ^ i);
+        size_t ml;
+        uint8_t *g = guarded(src, n, &ml);
+        ws_mask(g, n, mask, n);
+        mask_reference(ref, n, mask, n);
+        CHECK(memcmp(g, ref, n) == 0);
+        guarded_free(g, n, ml);
+    }
+    /* Masking twice is the identity, also across split calls (the decoder
+     * unmasks each slice at its own offset within the frame). */
+    uint8_t buf[1000], orig[1000];
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = orig[i] = (uint8_t)(i * 31);
+    ws_mask(buf, sizeof buf, mask, 0);
+    for (size_t off = 0; off < sizeof buf;) {
+        size_t step = 1 + off % 37;
+        if (step > sizeof buf - off)
+            step = sizeof buf - off;
+        ws_mask(buf + off, step, mask, off);
+        off += step;
+    }
+    CHECK(memcmp(buf, orig, sizeof buf) == 0);
+}
+
 int main(void)
 {
     TEST(decode_masked);
@@ -230,6 +366,8 @@ int main(void)
     TEST(encode);
     TEST(accept_key);
     TEST(utf8_rules);
+    TEST(utf8_matches_reference);
     TEST(messages);
+    TEST(mask_matches_bytewise);
     TEST_MAIN_END();
 }
